@@ -1,0 +1,35 @@
+"""flowmatch: Flow Matching generative models.
+
+Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the contract.
+
+    >>> import flowmatch as fm
+    >>> path = fm.AffinePath(fm.schedules.Cosine())
+    >>> x1 = fm.sample(model, torch.randn(1000, 2), steps=8, method="midpoint")
+"""
+
+from flowmatch import couplings, metrics, models, oracle, schedules, time
+from flowmatch.loss import FlowMatchingLoss
+from flowmatch.paths import AffinePath, PathSample
+from flowmatch.sampling import encode, model_velocity, sample
+from flowmatch.solvers import ODESolution, solve_ode, time_grid
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AffinePath",
+    "FlowMatchingLoss",
+    "ODESolution",
+    "PathSample",
+    "__version__",
+    "couplings",
+    "encode",
+    "metrics",
+    "model_velocity",
+    "models",
+    "oracle",
+    "sample",
+    "schedules",
+    "solve_ode",
+    "time",
+    "time_grid",
+]

@@ -1,0 +1,74 @@
+"""A multilayer perceptron velocity network for vector data (points, tables)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowmatch.models.embeddings import SinusoidalTimeEmbedding
+
+__all__ = ["ACTIVATIONS", "MLP"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+}
+
+
+class MLP(nn.Module):
+    """An MLP taking (x_t, t) to a prediction of the shape of x_t.
+
+    The input is [x_t, embedding(t)]; ``depth`` hidden layers of width ``hidden`` with the
+    chosen activation; a linear output layer of size ``dim``.
+
+    Args:
+        dim: data dimension D.
+        hidden: width of the hidden layers.
+        depth: number of hidden layers, >= 1.
+        activation: silu, gelu, relu or tanh.
+        time_embed_dim: size of the sinusoidal time embedding (even).
+
+    Shapes:
+        x (B, D), t (B,) -> (B, D).
+
+    Example:
+        >>> model = MLP(dim=2, hidden=256, depth=3)
+        >>> model(torch.randn(8, 2), torch.rand(8)).shape
+        torch.Size([8, 2])
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 256,
+        depth: int = 3,
+        *,
+        activation: str = "silu",
+        time_embed_dim: int = 64,
+    ) -> None:
+        super().__init__()
+        for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        self.dim = dim
+        self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)
+        layers: list[nn.Module] = []
+        width = dim + time_embed_dim
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
+            width = hidden
+        layers.append(nn.Linear(width, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        h = torch.cat([x, self.time_embed(t).to(x.dtype)], dim=1)
+        return self.net(h)
+

@@ -1,0 +1,143 @@
+"""Sampling from a trained model: the model -> velocity adapter, ``sample`` and ``encode``.
+
+The one place where a model (of any prediction kind, with optional conditioning) becomes the
+plain ``velocity(x, t)`` callable the solvers integrate. t=0 is noise, t=1 data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from flowmatch.models.base import call_model
+from flowmatch.paths import PREDICTION_KINDS, AffinePath
+from flowmatch.solvers import solve_ode
+
+__all__ = ["encode", "model_velocity", "sample"]
+
+
+def _resolve(model: nn.Module, path: AffinePath | None, prediction: str | None) -> tuple:
+    """The path and prediction kind: given ones first, then the model's own, then defaults."""
+    if path is None:
+        path = getattr(model, "flow_path", None) or AffinePath()
+    if prediction is None:
+        prediction = getattr(model, "prediction", None) or "velocity"
+    if not isinstance(path, AffinePath):
+        raise ValueError(f"path must be an AffinePath, got {type(path).__name__}")
+    if prediction not in PREDICTION_KINDS:
+        raise ValueError(f"prediction must be one of {PREDICTION_KINDS}, got {prediction!r}")
+    return path, prediction
+
+
+def model_velocity(
+    model: nn.Module,
+    *,
+    path: AffinePath | None = None,
+    prediction: str | None = None,
+    cond: Tensor | None = None,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """Adapt a model into the velocity callable ``v(x, t)`` that the solvers integrate.
+
+    Args:
+        model: called as ``model(x_t, t)`` (or with ``cond=``), returning (B, *D).
+        path: the path the model was trained on; the model's ``flow_path`` attribute, else
+            the linear path.
+        prediction: what the model predicts (velocity, x1, x0, epsilon, score); the model's
+            ``prediction`` attribute, else ``velocity``. Non-velocity predictions are converted
+            with :meth:`AffinePath.convert` (see there for the edge times t=0 and t=1).
+        cond: conditioning passed to every call, shape (B, ...).
+
+    Returns:
+        ``v(x, t)`` with x (B, *D) and t (B,), one model evaluation per call.
+    """
+    path, prediction = _resolve(model, path, prediction)
+
+    if prediction == "velocity":
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            return call_model(model, x, t, cond)
+
+    else:
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            pred = call_model(model, x, t, cond)
+            return path.convert(pred, src=prediction, dst="velocity", x_t=x, t=t)
+
+    return velocity
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    x0: Tensor,
+    *,
+    steps: int | None = 16,
+    method: str = "midpoint",
+    path: AffinePath | None = None,
+    prediction: str | None = None,
+    cond: Tensor | None = None,
+    times: Tensor | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+) -> Tensor:
+    """Generate data by integrating the model's flow from noise x0 (t=0) to data (t=1).
+
+    Args:
+        model: a trained model (see :func:`model_velocity` for path and prediction).
+        x0: source samples, shape (B, *D), usually ``torch.randn``.
+        steps: number of solver steps (NFE = steps x stages: 1 euler, 2 midpoint/heun,
+            4 rk4); for dopri5 may be None.
+        method: euler, midpoint, heun, rk4 or dopri5.
+        path, prediction: see :func:`model_velocity`.
+        cond: conditioning, shape (B, ...).
+        times: a custom time grid from 0 to 1 instead of ``steps``.
+        atol, rtol: dopri5 tolerances.
+
+    Returns:
+        Samples at t=1, shape (B, *D). Use :func:`model_velocity` with
+        :func:`~flowmatch.solvers.solve_ode` for the NFE and the trajectory.
+    """
+    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
+    if times is not None:
+        steps = None
+    elif steps is None and method != "dopri5":
+        raise ValueError(f"steps is required for method {method!r}")
+    return solve_ode(
+        velocity, x0, steps=steps, method=method, times=times, atol=atol, rtol=rtol
+    ).x
+
+
+@torch.no_grad()
+def encode(
+    model: nn.Module,
+    x1: Tensor,
+    *,
+    steps: int | None = None,
+    method: str = "dopri5",
+    path: AffinePath | None = None,
+    prediction: str | None = None,
+    cond: Tensor | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+) -> Tensor:
+    """Map data x1 back to noise by integrating the model's flow from t=1 to t=0.
+
+    The inverse of :func:`sample` up to solver error (use dopri5 with small tolerances, the
+    default, for an accurate inversion).
+
+    Args:
+        model: a trained model.
+        x1: data, shape (B, *D).
+        steps, method, path, prediction, cond, atol, rtol: as in :func:`sample`.
+
+    Returns:
+        The noise at t=0, shape (B, *D).
+    """
+    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
+    if steps is None and method != "dopri5":
+        raise ValueError(f"steps is required for method {method!r}")
+    return solve_ode(
+        velocity, x1, steps=steps, method=method, t0=1.0, t1=0.0, atol=atol, rtol=rtol
+    ).x

@@ -1,0 +1,134 @@
+"""Time samplers for training: where on the path [0, 1] the loss is evaluated.
+
+t=0 is the source (noise), t=1 the data. Each sampler is called as
+``sampler(batch_size, device=..., dtype=..., generator=None)`` and returns times of shape (B,).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+__all__ = ["LogitNormal", "Shifted", "TimeSampler", "Uniform"]
+
+
+class TimeSampler(ABC):
+    """Base class of the time samplers."""
+
+    @abstractmethod
+    def __call__(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw times.
+
+        Args:
+            batch_size: number of times B.
+            device, dtype: of the result.
+            generator: torch RNG to draw from; torch's global RNG when None.
+
+        Returns:
+            Times in [0, 1], shape (B,).
+        """
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+def _check_batch(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+class Uniform(TimeSampler):
+    """t ~ U[0, 1)."""
+
+    def __call__(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        _check_batch(batch_size)
+        return torch.rand(batch_size, device=device, dtype=dtype, generator=generator)
+
+
+class LogitNormal(TimeSampler):
+    """t = sigmoid(mean + std * z), z ~ N(0, 1): more weight on the middle of the path.
+
+    Reference: Esser et al. 2024 (Stable Diffusion 3), sec. 3.1. In their convention t=1 is
+    noise; here t=0 is, so their ``mean`` corresponds to our ``-mean``.
+
+    Args:
+        mean: location in logit space.
+        std: scale in logit space, > 0.
+    """
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0) -> None:
+        if not math.isfinite(mean):
+            raise ValueError(f"LogitNormal: mean must be finite, got {mean!r}")
+        if not (math.isfinite(std) and std > 0):
+            raise ValueError(f"LogitNormal: std must be a finite number > 0, got {std!r}")
+        self.mean = float(mean)
+        self.std = float(std)
+
+    def __call__(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        _check_batch(batch_size)
+        z = torch.randn(batch_size, device=device, dtype=dtype, generator=generator)
+        return torch.sigmoid(self.mean + self.std * z)
+
+
+class Shifted(TimeSampler):
+    """The resolution-dependent time shift of Stable Diffusion 3 applied to a base sampler.
+
+    With the noise level n = 1 - t, the shift maps n -> shift * n / (1 + (shift - 1) n), so
+    shift > 1 moves the times towards the noise (t=0), shift < 1 towards the data and shift = 1
+    is the identity. Reference: Esser et al. 2024, sec. 5.3.2 (their t is our 1 - t).
+
+    Args:
+        shift: the shift factor, > 0 (SD3 uses sqrt(m/n) for resolution m vs base n).
+        base: the sampler whose times are shifted; :class:`Uniform` by default.
+    """
+
+    def __init__(self, shift: float = 3.0, base: TimeSampler | None = None) -> None:
+        if not (math.isfinite(shift) and shift > 0):
+            raise ValueError(f"Shifted: shift must be a finite number > 0, got {shift!r}")
+        self.shift = float(shift)
+        self.base = base if base is not None else Uniform()
+
+    def __call__(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        t = self.base(batch_size, device=device, dtype=dtype, generator=generator)
+        noise = 1.0 - t
+        return 1.0 - self.shift * noise / (1.0 + (self.shift - 1.0) * noise)
+
+
+TIME_SAMPLERS: dict[str, type[TimeSampler]] = {
+    "uniform": Uniform,
+    "logit_normal": LogitNormal,
+    "shifted": Shifted,
+}
+"""Time samplers by their config name (``time: {sampler: NAME}``)."""

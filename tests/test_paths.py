@@ -1,0 +1,125 @@
+import itertools
+
+import pytest
+import torch
+
+import flowmatch as fm
+from flowmatch.paths import PREDICTION_KINDS
+
+SCHEDULES = [
+    fm.schedules.Linear(),
+    fm.schedules.Cosine(),
+    fm.schedules.Polynomial(2.0),
+    fm.schedules.VP(),
+    fm.schedules.VE(),
+]
+SHAPES = [(7, 2), (5, 3, 4, 4), (6, 10)]
+
+
+def _batch(shape, dtype=torch.float64, t_range=(0.05, 0.95)):
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.randn(shape, generator=g, dtype=dtype)
+    x1 = 2.0 + torch.randn(shape, generator=g, dtype=dtype)
+    lo, hi = t_range
+    t = lo + (hi - lo) * torch.rand(shape[0], generator=g, dtype=dtype)
+    return x0, x1, t
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_linear_path_endpoints_and_velocity(shape):
+    x0, x1, _ = _batch(shape)
+    path = fm.AffinePath()
+    b = shape[0]
+    x_start, _ = path.sample(x0, x1, torch.zeros(b, dtype=x0.dtype))
+    x_end, u = path.sample(x0, x1, torch.ones(b, dtype=x0.dtype))
+    torch.testing.assert_close(x_start, x0)
+    torch.testing.assert_close(x_end, x1)
+    torch.testing.assert_close(u, x1 - x0)
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=repr)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_u_t_is_the_time_derivative_of_x_t(sched, shape):
+    # Property: u_t = d/dt x_t along the conditional path, checked by autograd (float64).
+    x0, x1, t = _batch(shape)
+    path = fm.AffinePath(sched)
+    t = t.clone().requires_grad_(True)
+    x_t, u_t = path.sample(x0, x1, t)
+    # x_t[i] depends on t[i] only, so the gradient of <x_t, e_k> sums per-sample derivatives.
+    flat = x_t.reshape(shape[0], -1)
+    for k in range(flat.shape[1]):
+        (g,) = torch.autograd.grad(flat[:, k].sum(), t, retain_graph=True)
+        torch.testing.assert_close(g, u_t.reshape(shape[0], -1)[:, k].detach())
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=repr)
+@pytest.mark.parametrize(("src", "dst"), list(itertools.permutations(PREDICTION_KINDS, 2)))
+def test_round_trip_is_identity(sched, src, dst):
+    x0, x1, t = _batch((9, 3, 2))
+    path = fm.AffinePath(sched)
+    x_t, _ = path.sample(x0, x1, t)
+    pred = torch.randn_like(x_t)  # any prediction, consistent or not, must come back
+    there = path.convert(pred, src=src, dst=dst, x_t=x_t, t=t)
+    back = path.convert(there, src=dst, dst=src, x_t=x_t, t=t)
+    # float64 with divisors >= alpha(0.05) ~ 0.02: relative error stays near 1e-13.
+    torch.testing.assert_close(back, pred, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=repr)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_true_quantities_convert_to_the_conditional_velocity(sched, dtype):
+    x0, x1, t = _batch((64, 2), dtype=dtype)
+    path = fm.AffinePath(sched)
+    x_t, u_t = path.sample(x0, x1, t)
+    a, s = (c[:, None] for c in sched(t)[:2])
+    cond_score = -(x_t - a * x1) / s**2  # grad log N(x_t; alpha x1, sigma^2 I)
+    truth = {"velocity": u_t, "x1": x1, "x0": x0, "epsilon": x0, "score": cond_score}
+    # float32 conversions divide by alpha or sigma >= ~0.02 at t in [0.05, 0.95]: 1e-4 relative.
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {"rtol": 1e-9, "atol": 1e-9}
+    for src, dst in itertools.product(PREDICTION_KINDS, PREDICTION_KINDS):
+        out = path.convert(truth[src], src=src, dst=dst, x_t=x_t, t=t)
+        torch.testing.assert_close(out, truth[dst], **tol, msg=f"{src} -> {dst}")
+
+
+@pytest.mark.parametrize("sched", SCHEDULES, ids=repr)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_edge_times_never_nan(sched, dtype):
+    x0, x1, _ = _batch((4, 2), dtype=dtype)
+    t = torch.tensor([0.0, 1.0, 1e-7, 1 - 1e-7], dtype=dtype)
+    path = fm.AffinePath(sched)
+    x_t, u_t = path.sample(x0, x1, t)
+    assert torch.isfinite(x_t).all() and torch.isfinite(u_t).all()
+    for src, dst in itertools.product(PREDICTION_KINDS, PREDICTION_KINDS):
+        out = path.convert(torch.randn_like(x_t), src=src, dst=dst, x_t=x_t, t=t)
+        assert torch.isfinite(out).all(), (src, dst)
+
+
+def test_velocity_to_x1_is_exact_at_the_edges_where_no_division_is_needed():
+    # Linear path: x1 = x_t + (1 - t) v needs no clamping, even at t = 0 and t = 1.
+    x0, x1, _ = _batch((2, 3))
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    path = fm.AffinePath()
+    x_t, u_t = path.sample(x0, x1, t)
+    torch.testing.assert_close(path.convert(u_t, src="velocity", dst="x1", x_t=x_t, t=t), x1)
+    torch.testing.assert_close(path.convert(u_t, src="velocity", dst="x0", x_t=x_t, t=t), x0)
+
+
+def test_bad_input_names_the_argument():
+    path = fm.AffinePath()
+    x = torch.randn(4, 2)
+    with pytest.raises(ValueError, match="x0 and x1"):
+        path.sample(x, torch.randn(4, 3), torch.rand(4))
+    with pytest.raises(ValueError, match=r"t must have shape \(4,\)"):
+        path.sample(x, x, torch.rand(4, 1))
+    with pytest.raises(ValueError, match=r"t must have shape \(4,\)"):
+        path.sample(x, x, torch.rand(3))
+    with pytest.raises(ValueError, match="src must be one of"):
+        path.convert(x, src="noise", dst="x1", x_t=x, t=torch.rand(4))
+    with pytest.raises(ValueError, match="dst must be one of"):
+        path.convert(x, src="x1", dst="v", x_t=x, t=torch.rand(4))
+    with pytest.raises(ValueError, match="pred and x_t"):
+        path.convert(x, src="x1", dst="x0", x_t=torch.randn(4, 3), t=torch.rand(4))
+    with pytest.raises(ValueError, match="schedule"):
+        fm.AffinePath("linear")
+    with pytest.raises(ValueError, match="eps"):
+        fm.AffinePath(eps=0.0)
