@@ -53,7 +53,9 @@ def test_vp_boundaries_and_variance_preservation():
 
 def test_cosine_preserves_variance():
     out = fm.schedules.Cosine()(torch.rand(100, dtype=torch.float64))
-    torch.testing.assert_close(out.alpha_t**2 + out.sigma_t**2, torch.ones(100, dtype=torch.float64))
+    torch.testing.assert_close(
+        out.alpha_t**2 + out.sigma_t**2, torch.ones(100, dtype=torch.float64)
+    )
 
 
 def test_ve_noise_to_signal_ratio_is_song_noise_level():

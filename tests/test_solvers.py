@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -35,7 +37,7 @@ def test_convergence_order(gaussian_flow, sched, method, direction):
     order = FIXED[method]
     # Halving the step must divide the error by at least ~2^order (0.8 of it for the
     # pre-asymptotic regime); a method may do better on a particular flow.
-    for coarse, fine in zip(errors, errors[1:]):
+    for coarse, fine in itertools.pairwise(errors):
         assert coarse / fine >= 0.8 * 2**order, (errors, order)
 
 
@@ -109,8 +111,9 @@ def test_custom_grid_and_trajectory(gaussian_flow, method):
     flow = _flow(gaussian_flow, fm.schedules.Linear())
     z = _z()
     grid = torch.linspace(0, 1, 41, dtype=torch.float64) ** 2  # non-uniform
-    res = fm.solve_ode(flow.velocity, flow.state(z, 0.0), method=method, times=grid,
-                       return_trajectory=True)
+    res = fm.solve_ode(
+        flow.velocity, flow.state(z, 0.0), method=method, times=grid, return_trajectory=True
+    )
     assert res.trajectory.shape == (41, *z.shape)
     torch.testing.assert_close(res.trajectory[0], flow.state(z, 0.0))
     torch.testing.assert_close(res.trajectory[-1], res.x)
@@ -143,7 +146,7 @@ def test_bad_input():
         fm.solve_ode(f, x, method="euler")
     with pytest.raises(ValueError, match="either steps or times"):
         fm.solve_ode(f, x, steps=2, times=torch.tensor([0.0, 1.0]))
-    with pytest.raises(ValueError, match="monotone|increasing"):
+    with pytest.raises(ValueError, match="strictly increasing"):
         fm.solve_ode(f, x, times=torch.tensor([0.0, 0.6, 0.4, 1.0]))
     with pytest.raises(ValueError, match="velocity returned shape"):
         fm.solve_ode(lambda x, t: x[:, :1], x, steps=2, method="euler")

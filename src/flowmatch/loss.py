@@ -97,7 +97,9 @@ class FlowMatchingLoss:
             Scalar tensor: the mean squared error over batch and data dimensions.
         """
         if x1.ndim < 2:
-            raise ValueError(f"x1 must have shape (B, *D) with at least 2 dims, got {tuple(x1.shape)}")
+            raise ValueError(
+                f"x1 must have shape (B, *D) with at least 2 dims, got {tuple(x1.shape)}"
+            )
         if x0 is None:
             x0 = torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
         elif x0.shape != x1.shape:

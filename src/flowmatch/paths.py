@@ -36,7 +36,9 @@ def check_time(t: Tensor, x: Tensor, *, name: str = "t") -> None:
         ValueError: naming ``name`` and the expected shape.
     """
     if not isinstance(t, Tensor):
-        raise ValueError(f"{name} must be a tensor of shape ({x.shape[0]},), got {type(t).__name__}")
+        raise ValueError(
+            f"{name} must be a tensor of shape ({x.shape[0]},), got {type(t).__name__}"
+        )
     if t.ndim != 1 or t.shape[0] != x.shape[0]:
         raise ValueError(
             f"{name} must have shape ({x.shape[0]},) (one time per batch element), "

@@ -104,9 +104,7 @@ def sample(
         steps = None
     elif steps is None and method != "dopri5":
         raise ValueError(f"steps is required for method {method!r}")
-    return solve_ode(
-        velocity, x0, steps=steps, method=method, times=times, atol=atol, rtol=rtol
-    ).x
+    return solve_ode(velocity, x0, steps=steps, method=method, times=times, atol=atol, rtol=rtol).x
 
 
 @torch.no_grad()

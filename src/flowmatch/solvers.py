@@ -8,6 +8,7 @@ carries the exact number of velocity evaluations (NFE).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -114,7 +115,9 @@ def _tableau(method: str) -> RungeKutta | None:
 
 def _check_grid(times: Tensor) -> None:
     if times.ndim != 1 or times.shape[0] < 2:
-        raise ValueError(f"times must be a 1-D tensor of at least 2 times, got {tuple(times.shape)}")
+        raise ValueError(
+            f"times must be a 1-D tensor of at least 2 times, got {tuple(times.shape)}"
+        )
     diffs = times[1:] - times[:-1]
     if not (bool((diffs > 0).all()) or bool((diffs < 0).all())):
         raise ValueError("times must be strictly increasing or strictly decreasing")
@@ -192,12 +195,12 @@ def _solve_fixed(
     t_list = grid.tolist()
     states = [x] if return_trajectory else None
     nfe = 0
-    for t_n, t_next in zip(t_list[:-1], t_list[1:]):
+    for t_n, t_next in itertools.pairwise(t_list):
         h = t_next - t_n
         ks: list[Tensor] = []
-        for c_i, a_i in zip(tableau.c, tableau.a):
+        for c_i, a_i in zip(tableau.c, tableau.a, strict=False):
             x_stage = x
-            for a_ij, k_j in zip(a_i, ks):
+            for a_ij, k_j in zip(a_i, ks, strict=False):
                 if a_ij != 0.0:
                     x_stage = x_stage.add(k_j, alpha=h * a_ij)
             t = torch.full((batch,), t_n + c_i * h, device=x.device, dtype=x.dtype)
@@ -209,7 +212,7 @@ def _solve_fixed(
                 )
             nfe += 1
             ks.append(k)
-        for b_i, k_i in zip(tableau.b, ks):
+        for b_i, k_i in zip(tableau.b, ks, strict=False):
             if b_i != 0.0:
                 x = x.add(k_i, alpha=h * b_i)
         if states is not None:
@@ -239,8 +242,7 @@ def _solve_dopri5(
         out = velocity(y, t.expand(batch).to(y.dtype))
         if out.shape != y.shape:
             raise ValueError(
-                f"velocity returned shape {tuple(out.shape)} for a state of shape "
-                f"{tuple(y.shape)}"
+                f"velocity returned shape {tuple(out.shape)} for a state of shape {tuple(y.shape)}"
             )
         return out
 
@@ -251,6 +253,4 @@ def _solve_dopri5(
     span = abs(float(grid[-1] - grid[0]))
     options = {"step_t": grid[-1:], "first_step": 0.01 * span}
     ys = odeint(rhs, x, grid, method="dopri5", atol=atol, rtol=rtol, options=options)
-    return ODESolution(
-        x=ys[-1], nfe=nfe, times=grid, trajectory=ys if return_trajectory else None
-    )
+    return ODESolution(x=ys[-1], nfe=nfe, times=grid, trajectory=ys if return_trajectory else None)

@@ -41,11 +41,11 @@ def w2(a: Tensor | np.ndarray, b: Tensor | np.ndarray, *, max_iter: int = 10_000
 
     pa, pb = _as_points(a, "a"), _as_points(b, "b")
     if pa.shape[1] != pb.shape[1]:
-        raise ValueError(f"a and b must have the same dimension, got {pa.shape[1]} and {pb.shape[1]}")
+        raise ValueError(
+            f"a and b must have the same dimension, got {pa.shape[1]} and {pb.shape[1]}"
+        )
     cost = ot.dist(pa, pb, metric="sqeuclidean")
     wa = np.full(pa.shape[0], 1.0 / pa.shape[0])
     wb = np.full(pb.shape[0], 1.0 / pb.shape[0])
     value = float(ot.emd2(wa, wb, cost, numItermax=max_iter))
     return float(np.sqrt(max(value, 0.0)))
-
-

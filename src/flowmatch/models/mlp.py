@@ -71,4 +71,3 @@ class MLP(nn.Module):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         h = torch.cat([x, self.time_embed(t).to(x.dtype)], dim=1)
         return self.net(h)
-
