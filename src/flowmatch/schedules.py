@@ -118,10 +118,11 @@ class VP(Schedule):
     alpha_t^2), so alpha^2 + sigma^2 = 1 at every t, with s = eps + (1 - eps)(1 - t).
 
     Boundaries: as in Song et al., the diffusion time is kept away from 0 by ``eps``, so at
-    t = 1, sigma = sqrt(1 - exp(-B(eps))) (1.0e-3 for the defaults) instead of 0 and alpha = 1 - 5e-7. Without it sigma'(t) would diverge at t = 1
-    (sigma ~ sqrt(beta_min (1 - t))) and the conditional velocity with it; with it every
-    coefficient is finite and smooth on [0, 1]. At t = 0, alpha(0) = exp(-B(1)/2) (6.6e-3 for
-    the defaults) rather than 0, so the marginal at t = 0 is N(0, I) only up to that amount,
+    t = 1, sigma = sqrt(1 - exp(-B(eps))) (1.0e-3 for the defaults) instead of 0 and
+    alpha = 1 - 5e-7. Without it sigma'(t) would diverge at t = 1 (sigma ~ sqrt(beta_min
+    (1 - t))) and the conditional velocity with it; with it every coefficient is finite and
+    smooth on [0, 1]. At t = 0, alpha(0) = exp(-B(1)/2) (6.6e-3 for the defaults) rather than
+    0, so the marginal at t = 0 is N(0, I) only up to that amount,
     as in every VP diffusion model.
 
     Args:

@@ -309,11 +309,10 @@ def trajectories(
     k = min(num_paths, n)
     if k > 0:
         ax.plot(arr[:, :k, 0], arr[:, :k, 1], color=_PATH_COLOR, alpha=0.5, lw=0.6, zorder=1)
-    ax.scatter(arr[0, :, 0], arr[0, :, 1], s=s, c=_NOISE_COLOR, linewidths=0, zorder=2,
-               label="t=0 (noise)", rasterized=True)  # fmt: skip
-    ax.scatter(arr[-1, :, 0], arr[-1, :, 1], s=s, c=_DATA_COLOR, linewidths=0, zorder=3,
-               label="t=1 (samples)", rasterized=True)  # fmt: skip
-    ax.legend(loc="upper right", fontsize=8, markerscale=8 / s**0.5, framealpha=0.9)
+    style = {"s": s, "linewidths": 0, "rasterized": True}
+    ax.scatter(*arr[0].T, c=_NOISE_COLOR, zorder=2, label="t=0 (noise)", **style)
+    ax.scatter(*arr[-1].T, c=_DATA_COLOR, zorder=3, label="t=1 (samples)", **style)
+    fig.legend(loc="outside lower center", ncols=2, fontsize=9, markerscale=8 / s**0.5)
     _style_2d(ax, xlim, ylim)
     if title is not None:
         ax.set_title(title)
