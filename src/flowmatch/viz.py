@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Union
 
 import matplotlib as mpl
 import numpy as np
@@ -43,8 +42,8 @@ __all__ = [
     "trajectory_strip",
 ]
 
-ArrayLike = Union[torch.Tensor, np.ndarray]  # noqa: UP007 (evaluated at runtime on py3.10)
-PathLike = Union[str, os.PathLike]  # noqa: UP007
+ArrayLike = torch.Tensor | np.ndarray
+PathLike = str | os.PathLike
 
 #: Pixels of padding between (and around) the tiles of :func:`image_grid`.
 GRID_PADDING = 1
