@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_overhead.py"
 
@@ -25,11 +26,24 @@ def bench():
         sys.modules.pop(name, None)
 
 
+@pytest.fixture
+def one_thread():
+    # A smoke test, not a measurement: with 2 threads on a 2-core machine that also runs other
+    # tests (pytest-xdist), OpenMP barriers wait on descheduled threads and each step slows
+    # down 100x. One thread keeps the run short whatever else is running.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 OTHER = "# Benchmark results\n\nIntro line.\n\n## Quality\n\nW2 table here.\n"
 LATER = "## Later section\n\nkept too\n"
 
 
-def test_quick_run_measures_and_replaces_only_its_section(bench, tmp_path):
+def test_quick_run_measures_and_replaces_only_its_section(bench, tmp_path, one_thread):
     out = tmp_path / "RESULTS.md"
     out.write_text(OTHER + "\n## Overhead (CPU)\n\nstale numbers 9.99\n\n" + LATER)
 

@@ -9,6 +9,7 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the 
 
 from flowmatch import couplings, metrics, models, oracle, schedules, time
 from flowmatch.loss import FlowMatchingLoss
+from flowmatch.models.files import load
 from flowmatch.paths import AffinePath, PathSample
 from flowmatch.sampling import encode, model_velocity, sample
 from flowmatch.solvers import ODESolution, solve_ode, time_grid
@@ -23,6 +24,7 @@ __all__ = [
     "__version__",
     "couplings",
     "encode",
+    "load",
     "metrics",
     "model_velocity",
     "models",

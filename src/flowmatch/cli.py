@@ -31,37 +31,155 @@ class UsageError(ValueError):
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from flowmatch.data.tabular import DataError
+    from flowmatch.models.files import ModelFileError
     from flowmatch.train.config import ConfigError
+    from flowmatch.train.trainer import RunExistsError
 
-    return (UsageError, ConfigError, DataError)
+    return (UsageError, ConfigError, DataError, ModelFileError, RunExistsError)
 
 
 def handles_user_errors(fn: F) -> F:
-    """Turn the user-input errors raised by a command into one line on stderr and exit 2."""
+    """Turn the user-input errors raised by a command into one line on stderr and exit 2.
+
+    A training run whose loss turns non-finite exits with code 3 and one line.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from flowmatch.train.trainer import NonFiniteLossError
+
         try:
             return fn(*args, **kwargs)
         except _user_errors() as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from None
+        except NonFiniteLossError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(code=3) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{name}: expected comma-separated integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"{name}: expected positive integers, got {text!r}")
+    return values
+
+
+def _method_list(text: str, name: str) -> list[str]:
+    from flowmatch.solvers import METHODS
+
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in values if v not in METHODS]
+    if not values or bad:
+        raise UsageError(f"{name}: expected methods from {', '.join(METHODS)}, got {text!r}")
+    return values
 
 
 @app.command()
 @handles_user_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Directory for the plots.")] = Path("runs/demo"),
-    num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 2000,
-    steps: Annotated[int, typer.Option(min=1, help="Midpoint steps (NFE = 2 x steps).")] = 8,
+    out: Annotated[Path, typer.Option(help="Run directory to (re)create.")] = Path("runs/demo"),
+    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 6000,
+    oracle: Annotated[
+        bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """The main job: train the default model (checkerboard, MLP) and write samples and plots."""
+    if oracle:
+        from flowmatch.demo import oracle_demo
+
+        oracle_demo(out, echo=typer.echo)
+        return
+    from flowmatch.demo import training_demo
+
+    training_demo(out, steps=steps, progress=progress, echo=typer.echo)
+
+
+@app.command()
+@handles_user_errors
+def train(
+    config: Annotated[
+        Path | None, typer.Argument(help="Run config (YAML). Optional with --resume.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory (default: runs/<config name>).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set train.steps=500."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a flow matching model from a YAML config (also under torchrun for DDP)."""
+    from flowmatch.train.config import load_config
+    from flowmatch.train.trainer import Trainer
+
+    overrides = set_ or []
+    if resume:
+        if out is None:
+            raise UsageError("--resume needs --out RUN_DIR")
+        run_cfg = out / "config.yaml"
+        if not run_cfg.is_file():
+            raise UsageError(f"{out}: no run to resume (no config.yaml)")
+        cfg = load_config(run_cfg, overrides)
+    else:
+        if config is None:
+            raise UsageError("CONFIG is required (or --resume --out RUN_DIR)")
+        cfg = load_config(config, overrides)
+        out = out if out is not None else Path("runs") / config.stem
+    base_dir = config.parent if config is not None else Path(".")
+    result = Trainer(
+        cfg, out, resume=resume, progress=progress, base_dir=base_dir, echo=typer.echo
+    ).run()
+    typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
+
+
+@app.command()
+@handles_user_errors
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or its model/ directory).")],
+    out: Annotated[Path, typer.Option(help="Output file: .npy, .csv or .png (2-D data).")],
+    num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
+    steps: Annotated[int, typer.Option(min=1, help="Solver steps.")] = 16,
+    method: Annotated[str, typer.Option(help="euler, midpoint, heun, rk4 or dopri5.")] = "midpoint",
     seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
-    """Integrate the exact flow from N(0, I) to an 8-Gaussian mixture and plot it."""
-    from flowmatch.demo import oracle_demo
+    """Draw samples from a trained run (EMA weights) and write them atomically."""
+    from flowmatch.runs import sample_run
 
-    oracle_demo(out, num=num, steps=steps, seed=seed, echo=typer.echo)
+    method = _method_list(method, "--method")[0]
+    sample_run(run_dir, out, num=num, steps=steps, method=method, seed=seed, echo=typer.echo)
+
+
+@app.command(name="eval")
+@handles_user_errors
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "1,2,4,8,16",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "euler,midpoint",
+    draws: Annotated[int, typer.Option(min=1, help="Independent draws per figure.")] = 5,
+    num: Annotated[int, typer.Option(min=2, help="Points per set.")] = 2000,
+) -> None:
+    """W2/MMD against held-out data at each NFE and method, with the noise floor and a plot."""
+    from flowmatch.runs import evaluate_run
+
+    evaluate_run(
+        run_dir,
+        steps=_int_list(steps, "--steps"),
+        methods=_method_list(methods, "--methods"),
+        draws=draws,
+        num=num,
+        echo=typer.echo,
+    )
 
 
 @app.command()

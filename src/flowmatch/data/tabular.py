@@ -24,7 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DataError", "Standardizer", "Table", "load_table"]
+__all__ = ["TABLE_SUFFIXES", "DataError", "Standardizer", "Table", "load_table", "save_table"]
+
+TABLE_SUFFIXES = (".csv", ".npy")
 
 _MAX_SHOWN = 40  # longest cell text quoted in an error message
 
@@ -44,6 +46,42 @@ class Table:
 
     data: Tensor
     columns: list[str]
+
+
+def save_table(path: str | Path, data: Tensor, columns: list[str] | None = None) -> Path:
+    """Write points (N, D) to a ``.csv`` (with a header row) or ``.npy`` file, atomically.
+
+    The file reads back with :func:`load_table` to the same values (float32).
+
+    Args:
+        path: the output file; its suffix picks the format.
+        data: values, shape (N, D).
+        columns: D column names for the CSV header; ``x1`` ... ``xD`` when None.
+
+    Raises:
+        DataError: an unknown suffix or a wrong shape, naming the file.
+    """
+    from flowmatch.atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{path}: expected a file name ending in .csv or .npy")
+    if data.ndim != 2:
+        raise DataError(f"{path}: expected data of shape (N, D), got {tuple(data.shape)}")
+    arr = data.detach().cpu().float().numpy()
+    names = columns if columns is not None else [f"x{j + 1}" for j in range(arr.shape[1])]
+    if len(names) != arr.shape[1]:
+        raise DataError(f"{path}: {len(names)} column names for {arr.shape[1]} columns")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, arr)
+        else:
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(names)
+                writer.writerows([[repr(float(v)) for v in row] for row in arr])
+    return path
 
 
 def load_table(path: str | Path) -> Table:

@@ -1,0 +1,5 @@
+"""``python -m flowmatch`` (and ``torchrun -m flowmatch train ...``) runs the command line."""
+
+from flowmatch.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""Atomic file and directory writes: write to a temporary name, fsync, then rename.
+
+A reader (or a run resumed after a crash) sees either the old file or the complete new one,
+never a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_dir", "atomic_path", "fsync_dir"]
+
+
+def fsync_dir(directory: str | Path) -> None:
+    """Flush a directory entry to disk (so that a rename inside it survives a crash)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it is fsynced and renamed over it.
+
+    The temporary name keeps the target's suffix (so writers that pick a format from it work).
+    On an exception the temporary file is removed and ``target`` is left as it was.
+
+    Example:
+        >>> with atomic_path("out/samples.npy") as tmp:
+        ...     np.save(tmp, x)
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``target``; on success it is renamed to ``target``.
+
+    Every file written inside is fsynced before the rename. ``target`` must not exist yet. On
+    an exception the temporary directory is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                _fsync_file(path)
+        fsync_dir(tmp)
+        os.rename(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,133 @@
+"""The data of a run: training pool, held-out points, source sampler and standardization.
+
+Toy sets are drawn once from the run's seed (a pool of ``num_train`` points and a separate
+held-out set); a table file is standardized with statistics fitted on its training rows (and
+stored in the run, so samples are mapped back to data units) and split into training and
+held-out rows by a seeded permutation. Batches are drawn with replacement from the pool with
+a ``torch.Generator`` whose state is part of every checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from flowmatch.data.tabular import DataError, Standardizer, load_table
+from flowmatch.data.toy2d import sample_toy
+from flowmatch.train.config import DataConfig
+
+__all__ = ["RunData", "draw_source", "load_run_data"]
+
+# Seed offsets of independent random streams derived from train.seed.
+POOL_STREAM, HOLDOUT_STREAM, SPLIT_STREAM = 1, 2, 3
+
+
+@dataclass
+class RunData:
+    """Everything the trainer and the evaluation need to know about the data.
+
+    Attributes:
+        train: training points (standardized for tables), shape (N, D).
+        holdout: held-out points in the same units, shape (M, D).
+        source: toy set name of the source, or None for N(0, I).
+        standardizer: the table standardization, or None for toy sets.
+        name: a short description (toy name or file name).
+    """
+
+    train: Tensor
+    holdout: Tensor
+    source: str | None
+    standardizer: Standardizer | None
+    name: str
+
+    @property
+    def dim(self) -> int:
+        """Data dimension D."""
+        return self.train.shape[1]
+
+    def batch(self, size: int, generator: torch.Generator) -> Tensor:
+        """A batch of training points drawn with replacement, shape (size, D)."""
+        idx = torch.randint(0, self.train.shape[0], (size,), generator=generator)
+        return self.train[idx]
+
+    def source_batch(self, size: int, generator: torch.Generator) -> Tensor | None:
+        """A batch from the source (None when the source is N(0, I): the loss draws it)."""
+        return draw_source(self.source, size, self.dim, generator) if self.source else None
+
+    def draw_source(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n source points (N(0, I) or the toy source), shape (n, D)."""
+        return draw_source(self.source, n, self.dim, generator)
+
+    def reference(self) -> Tensor | Callable[[int, torch.Generator], Tensor]:
+        """What samples are compared with: fresh true draws (toy set) or the held-out rows."""
+        if self.standardizer is not None:
+            return self.holdout
+        name = self.name
+        return lambda n, g: sample_toy(name, n, generator=g)
+
+    def max_eval_points(self, wanted: int) -> int:
+        """Points per evaluation set: held-out rows split in two halves cap it for tables."""
+        return wanted if self.standardizer is None else min(wanted, self.holdout.shape[0] // 2)
+
+
+def draw_source(
+    source: str | None, n: int, dim: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """n points of a run's source: a toy set by name, or N(0, I) when ``source`` is None."""
+    if source is None:
+        return torch.randn(n, dim, generator=generator)
+    if dim != 2:
+        raise ValueError(f"a toy source ({source!r}) needs 2-D data, got dimension {dim}")
+    return sample_toy(source, n, generator=generator)
+
+
+def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> RunData:
+    """Build the run's data from its ``data`` config section.
+
+    Args:
+        cfg: the ``data`` section.
+        seed: ``train.seed``; pool, held-out set and split are drawn from streams derived
+            from it, so a run is reproducible.
+        base_dir: directory a relative ``data.path`` is resolved against.
+
+    Raises:
+        DataError: an unreadable file, or a table too small for the held-out split.
+    """
+    source = cfg.source.name if cfg.source is not None else None
+    if cfg.path is None:
+        name = cfg.name or "checkerboard"
+        pool = sample_toy(name, cfg.num_train, generator=_gen(seed, POOL_STREAM))
+        holdout = sample_toy(name, cfg.num_holdout, generator=_gen(seed, HOLDOUT_STREAM))
+        return RunData(pool, holdout, source, None, name)
+    path = Path(cfg.path)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    table = load_table(path)
+    n = table.data.shape[0]
+    n_holdout = min(cfg.num_holdout, n // 5)
+    if n_holdout < 2 or n - n_holdout < 2:
+        raise DataError(
+            f"{path}: expected at least 10 rows to hold out 20% for evaluation, got {n}"
+        )
+    if source is not None and table.data.shape[1] != 2:
+        raise DataError(
+            f"{path}: data.source {source!r} is 2-D but the table has {table.data.shape[1]} columns"
+        )
+    perm = torch.randperm(n, generator=_gen(seed, SPLIT_STREAM))
+    train_raw, holdout_raw = table.data[perm[n_holdout:]], table.data[perm[:n_holdout]]
+    standardizer = Standardizer.fit(train_raw)
+    return RunData(
+        standardizer.transform(train_raw).float(),
+        standardizer.transform(holdout_raw).float(),
+        source,
+        standardizer,
+        path.name,
+    )
+
+
+def _gen(seed: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1000 + stream)

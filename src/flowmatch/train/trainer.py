@@ -1,0 +1,529 @@
+"""The Trainer: one loop for one CPU, one GPU or many processes (torchrun + DDP).
+
+A run directory holds ``config.yaml`` (the resolved config), ``model/`` (``config.json``,
+``model.safetensors``, ``ema.safetensors``), ``checkpoints/`` (resumable state),
+``metrics.csv`` (step, loss, lr, grad_norm, wall_time), ``eval.csv`` and, at the end, the
+evaluation table and plots. Every random draw comes from seeded generators whose states are
+checkpointed, so a run killed at any moment and resumed ends bit-identical (on CPU) to an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from flowmatch.atomic import atomic_path
+from flowmatch.couplings import Independent
+from flowmatch.loss import FlowMatchingLoss
+from flowmatch.models.files import build_model, build_path, save_model
+from flowmatch.time import LogitNormal, Shifted, TimeSampler, Uniform
+from flowmatch.train import distributed
+from flowmatch.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    remove_partial,
+    save_checkpoint,
+)
+from flowmatch.train.config import ConfigError, RunConfig, dump_config
+from flowmatch.train.data import RunData, load_run_data
+from flowmatch.train.ema import EMA
+from flowmatch.train.evaluate import EvalRow, evaluate, format_row, noise_floor, write_report
+
+__all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "model_spec"]
+
+METRICS_HEADER = ["step", "loss", "lr", "grad_norm", "wall_time"]
+EVAL_HEADER = ["step", "method", "steps", "nfe", "w2_mean", "w2_std", "mmd_mean", "mmd_std"]
+DATA_STREAM = 10  # seed offset of the per-rank batch/noise generator
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient became NaN/Inf; the run stopped before applying it."""
+
+
+class RunExistsError(ValueError):
+    """The output directory already holds a run and neither resume nor overwrite was asked."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    out: Path
+    steps: int
+    final_loss: float
+    wall_time: float
+    eval_rows: list[EvalRow]
+    floor: EvalRow | None
+
+
+def _time_sampler(cfg: RunConfig) -> TimeSampler:
+    t = cfg.time
+    if t.sampler == "uniform":
+        return Uniform()
+    if t.sampler == "logit_normal":
+        return LogitNormal(t.mean, t.std)
+    return Shifted(t.shift)
+
+
+def _path_spec(cfg: RunConfig) -> dict[str, Any]:
+    p = cfg.path
+    params = {
+        "linear": {},
+        "cosine": {},
+        "polynomial": {"n": p.n},
+        "vp": {"beta_min": p.beta_min, "beta_max": p.beta_max},
+        "ve": {"sigma_min": p.sigma_min, "sigma_max": p.sigma_max},
+    }[p.schedule]
+    return {"schedule": p.schedule, **params}
+
+
+def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
+    """The ``model/config.json`` content of a run: enough to rebuild and sample the model."""
+    m = cfg.model
+    spec: dict[str, Any] = {
+        "arch": {
+            "name": m.name,
+            "dim": data.dim,
+            "hidden": m.hidden,
+            "depth": m.depth,
+            "activation": m.activation,
+            "time_embed_dim": m.time_embed_dim,
+        },
+        "path": _path_spec(cfg),
+        "prediction": cfg.objective.prediction,
+        "source": data.source,
+        "data": data.name,
+    }
+    if data.standardizer is not None:
+        spec["standardizer"] = data.standardizer.to_dict()
+    return spec
+
+
+def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warmup from 0 to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class Trainer:
+    """Train a flow matching model as a run config says, into a run directory.
+
+    Args:
+        cfg: the validated run config.
+        out: the run directory.
+        resume: continue from the newest complete checkpoint in ``out``.
+        overwrite: replace an existing run in ``out`` (used by the demo).
+        progress: show a progress bar (loss, it/s, ETA) on rank 0.
+        final_eval: evaluate at the end (table, plots).
+        base_dir: directory a relative ``data.path`` is resolved against.
+        echo: where messages go (rank 0 only).
+
+    Raises:
+        ConfigError: a config value this build cannot honour (named key).
+        DataError: unreadable data.
+        RunExistsError: ``out`` holds a run and neither resume nor overwrite was given.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+        final_eval: bool = True,
+        base_dir: str | Path = ".",
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg = cfg
+        self.out = Path(out)
+        self.resume = resume
+        self.progress = progress
+        self.final_eval = final_eval
+        self._check_supported(cfg)
+        if (self.out / "config.yaml").exists() and not (resume or overwrite):
+            raise RunExistsError(
+                f"{self.out}: already holds a run; pass --resume to continue it or choose "
+                "another --out"
+            )
+        if resume and not (self.out / "config.yaml").exists():
+            raise RunExistsError(f"{self.out}: no run to resume (no config.yaml)")
+        # Everything that can fail on bad input happens before the run directory is touched.
+        self.data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=base_dir)
+        self.dist = distributed.setup(cfg.train.device)
+        self.echo = echo if self.dist.is_main else (lambda _msg: None)
+        if overwrite and not resume and self.dist.is_main and self.out.exists():
+            shutil.rmtree(self.out)
+
+    @staticmethod
+    def _check_supported(cfg: RunConfig) -> None:
+        if cfg.coupling.name != "independent":
+            raise ConfigError(
+                f"config: coupling.name: only 'independent' is available in this version, "
+                f"got {cfg.coupling.name!r}",
+                key="coupling.name",
+            )
+        if cfg.train.precision == "fp16" and not torch.cuda.is_available():
+            raise ConfigError(
+                "config: train.precision: fp16 needs a CUDA device; use bf16",
+                key="train.precision",
+            )
+
+    # ----------------------------------------------------------------------------- setup
+    def _build(self) -> None:
+        cfg, dev = self.cfg, self.dist.device
+        torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
+        self.spec = model_spec(cfg, self.data)
+        self.model = build_model(self.spec["arch"]).to(dev)
+        self.path = build_path(self.spec["path"])
+        self.ema = EMA(self.model, cfg.train.ema_decay)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=cfg.optim.lr,
+            betas=cfg.optim.betas,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, _lr_lambda(cfg.optim.warmup_steps, cfg.train.steps)
+        )
+        self.loss_fn = FlowMatchingLoss(
+            self.path,
+            coupling=Independent(),
+            time_sampler=_time_sampler(cfg),
+            prediction=cfg.objective.prediction,
+        )
+        self.gen = torch.Generator(device=dev).manual_seed(
+            cfg.train.seed * 1000 + DATA_STREAM + self.dist.rank
+        )
+        self.train_pool = self.data.train.to(dev)
+        net: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                net, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        if cfg.train.compile:
+            net = torch.compile(net)
+        self.net = net
+        self.step = 0
+        self.elapsed = 0.0
+
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "data": self.gen.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                state[f"cuda{i}"] = s
+        return state
+
+    def _restore(self) -> bool:
+        ckpt_dir = self.out / "checkpoints"
+        remove_partial(ckpt_dir) if self.dist.is_main else None
+        distributed.barrier(self.dist)
+        latest = latest_checkpoint(ckpt_dir)
+        if latest is None:
+            return False
+        ck = load_checkpoint(latest, device=self.dist.device)
+        self.model.load_state_dict(ck.model)
+        self.ema.load_state_dict(ck.ema)
+        self.opt.load_state_dict(ck.optim["optimizer"])
+        self.sched.load_state_dict(ck.optim["scheduler"])
+        torch.set_rng_state(ck.rng["torch"])
+        data_key = f"data_rank{self.dist.rank}"
+        self.gen.set_state(ck.rng[data_key if data_key in ck.rng else "data"].to("cpu"))
+        for key, value in ck.rng.items():
+            if key.startswith("cuda") and torch.cuda.is_available():
+                torch.cuda.set_rng_state(value, int(key[4:]))
+        self.step = ck.step
+        self.elapsed = float(ck.optim.get("elapsed", 0.0))
+        self.echo(f"resumed from {latest} (step {self.step})")
+        return True
+
+    def _gather_rng(self) -> dict[str, torch.Tensor]:
+        """RNG states of every rank (each rank's data generator differs)."""
+        state = self._rng_state()
+        if not self.dist.enabled:
+            return state
+        import torch.distributed as dist
+
+        gathered: list[Any] = [None] * self.dist.world_size
+        dist.all_gather_object(gathered, state["data"].cpu())
+        for r, s in enumerate(gathered):
+            state[f"data_rank{r}"] = s
+        return state
+
+    def _checkpoint(self) -> None:
+        rng = self._gather_rng()  # collective: every rank takes part
+        if self.dist.is_main:
+            optim = {
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "elapsed": self.elapsed,
+            }
+            save_checkpoint(
+                self.out / "checkpoints",
+                step=self.step,
+                model=self.model.state_dict(),
+                ema=self.ema.state_dict(),
+                optim=optim,
+                rng=rng,
+            )
+            save_model(self.out / "model", self.spec, self.model, self.ema.module)
+        distributed.barrier(self.dist)
+
+    # ------------------------------------------------------------------------- metrics io
+    def _open_metrics(self) -> None:
+        """Open metrics.csv for appending, dropping rows beyond the resumed step."""
+        path = self.out / "metrics.csv"
+        rows: list[list[str]] = []
+        if path.exists():
+            with open(path, newline="") as fh:
+                for row in csv.reader(fh):
+                    if len(row) == len(METRICS_HEADER) and row[0].isdigit():
+                        if int(row[0]) <= self.step:
+                            rows.append(row)
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(METRICS_HEADER)
+            writer.writerows(rows)
+        self._metrics_fh = open(path, "a", newline="")
+        self._metrics = csv.writer(self._metrics_fh)
+
+    def _append_eval(self, rows: list[EvalRow]) -> None:
+        path = self.out / "eval.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(EVAL_HEADER)
+            for r in rows:
+                writer.writerow(
+                    [
+                        self.step,
+                        r.method,
+                        r.steps,
+                        r.nfe,
+                        f"{r.w2_mean:.6f}",
+                        f"{r.w2_std:.6f}",
+                        f"{r.mmd_mean:.6g}",
+                        f"{r.mmd_std:.6g}",
+                    ]
+                )
+
+    # ------------------------------------------------------------------------------ run
+    def _eval(self, *, final: bool) -> tuple[list[EvalRow], EvalRow | None]:
+        """Final: the full table (draws, noise floor); periodic: one quick draw of 1000 points."""
+        ev = self.cfg.eval
+        n = self.data.max_eval_points(ev.num_samples if final else min(ev.num_samples, 1000))
+        draws = ev.draws if final else 1
+        seed = self.cfg.train.seed + 7
+        reference = self.data.reference()
+        rows = evaluate(
+            self.ema.module,
+            reference,
+            self.data.draw_source,
+            steps=ev.steps,
+            methods=ev.methods,
+            num_samples=n,
+            draws=draws,
+            seed=seed,
+            on_row=(lambda r: self.echo(format_row(r))) if final else None,
+        )
+        floor = noise_floor(reference, num_samples=n, draws=draws, seed=seed) if final else None
+        return rows, floor
+
+    def run(self) -> TrainResult:
+        """Train to ``train.steps``, checkpointing and evaluating as configured."""
+        cfg = self.cfg
+        self._build()
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not self.resume:
+                dump_config(cfg, self.out / "config.yaml")
+        distributed.barrier(self.dist)
+        if self.resume:
+            self._restore()
+        if self.dist.is_main:
+            self._open_metrics()
+        try:
+            final_loss = self._loop()
+        finally:
+            if self.dist.is_main:
+                self._metrics_fh.close()
+        rows, floor = [], None
+        if self.dist.is_main and self.final_eval:
+            rows, floor = self._finish()
+        distributed.barrier(self.dist)
+        distributed.cleanup(self.dist)
+        return TrainResult(self.out, self.step, final_loss, self.elapsed, rows, floor)
+
+    def _loop(self) -> float:
+        cfg = self.cfg
+        tcfg, total = cfg.train, cfg.train.steps
+        batch, clip = tcfg.batch_size, cfg.optim.grad_clip
+        params = list(self.model.parameters())
+        autocast = self._autocast()
+        bar = self._progress_bar()
+        window_loss, window_n, last_loss = 0.0, 0, float("nan")
+        start = time.perf_counter() - self.elapsed
+        with bar:
+            task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
+            while self.step < total:
+                x1 = self._batch(batch)
+                x0 = self._source_batch(batch)
+                with autocast:
+                    loss = self.loss_fn(self.net, x1, x0=x0, generator=self.gen)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    params, clip if clip is not None else float("inf")
+                )
+                loss_value = loss.item()
+                # The gradient norm is the same on every rank after DDP's all-reduce, so all
+                # ranks stop together; a NaN loss on any rank makes it non-finite.
+                if not (math.isfinite(loss_value) and math.isfinite(grad_norm.item())):
+                    self._stop_non_finite(loss_value, grad_norm.item())
+                self.opt.step()
+                self.sched.step()
+                self.ema.update(self.model, self.step)
+                self.step += 1
+                window_loss += loss_value
+                window_n += 1
+                if self.step % tcfg.log_every == 0 or self.step == total:
+                    last_loss = distributed.all_reduce_mean(window_loss / window_n, self.dist)
+                    self.elapsed = time.perf_counter() - start
+                    if self.dist.is_main:
+                        lr = self.sched.get_last_lr()[0]
+                        self._metrics.writerow(
+                            [
+                                self.step,
+                                f"{last_loss:.6f}",
+                                f"{lr:.6g}",
+                                f"{grad_norm.item():.6g}",
+                                f"{self.elapsed:.3f}",
+                            ]
+                        )
+                        self._metrics_fh.flush()
+                    window_loss, window_n = 0.0, 0
+                    bar.update(task, completed=self.step, loss=last_loss)
+                if self.step % tcfg.checkpoint_every == 0 or self.step == total:
+                    self.elapsed = time.perf_counter() - start
+                    self._checkpoint()
+                if self.step % tcfg.eval_every == 0 and self.step < total and self.dist.is_main:
+                    self._append_eval(self._eval(final=False)[0])
+        return last_loss
+
+    def _batch(self, size: int) -> torch.Tensor:
+        idx = torch.randint(
+            0, self.train_pool.shape[0], (size,), generator=self.gen, device=self.gen.device
+        )
+        return self.train_pool[idx]
+
+    def _source_batch(self, size: int) -> torch.Tensor | None:
+        if self.data.source is None:
+            return None
+        return self.data.source_batch(size, self.gen).to(self.dist.device)
+
+    def _autocast(self) -> Any:
+        import contextlib
+
+        precision = self.cfg.train.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.dist.device.type, dtype=dtype)
+
+    def _progress_bar(self) -> Any:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            ProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.text import Text
+
+        class Speed(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                return Text("- it/s" if task.speed is None else f"{task.speed:.0f} it/s")
+
+        return Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            Speed(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            disable=not (self.progress and self.dist.is_main),
+            transient=False,
+        )
+
+    def _stop_non_finite(self, loss_value: float, grad_norm: float) -> None:
+        latest = latest_checkpoint(self.out / "checkpoints")
+        kept = (
+            f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"training stopped at step {self.step + 1}: the loss became non-finite "
+            f"(loss={loss_value}, grad_norm={grad_norm}); the update was not applied and {kept}"
+        )
+
+    def _finish(self) -> tuple[list[EvalRow], EvalRow]:
+        self.echo(f"evaluating ({self.cfg.eval.draws} draws per figure)...")
+        rows, floor = self._eval(final=True)
+        self._append_eval(rows)
+        self.echo(write_report(self.out, rows, floor, title=f"{self.data.name}: W2 vs NFE"))
+        if self.data.dim == 2:
+            self._plots_2d()
+        return rows, floor
+
+    def _plots_2d(self) -> None:
+        from flowmatch import viz
+        from flowmatch.sampling import model_velocity
+        from flowmatch.solvers import solve_ode
+
+        g = torch.Generator().manual_seed(self.cfg.train.seed + 11)
+        n = min(self.cfg.eval.num_samples, 5000)
+        x0 = self.data.draw_source(n, g).to(self.dist.device)
+        s = self.cfg.sample
+        res = solve_ode(
+            model_velocity(self.ema.module),
+            x0,
+            steps=None if s.method == "dopri5" else s.steps,
+            method=s.method,
+            return_trajectory=True,
+        )
+        reference = self.data.holdout[:n]
+        viz.scatter(
+            res.x.cpu(),
+            self.out / "samples.png",
+            reference=reference,
+            names=("samples", "data"),
+            title=f"{self.data.name}: {s.method}, NFE {res.nfe}",
+        )
+        viz.trajectories(
+            res.trajectory.cpu(),
+            self.out / "trajectories.png",
+            title="noise (t=0) to samples (t=1)",
+        )

@@ -1,0 +1,393 @@
+"""End-to-end training: run directories, resume after SIGKILL, NaN stop, bad input, DDP."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import flowmatch as fm
+from flowmatch.cli import main
+from flowmatch.train.config import load_config
+from flowmatch.train.trainer import Trainer
+
+TINY = [
+    "model.hidden=32",
+    "model.depth=2",
+    "train.batch_size=64",
+    "train.log_every=10",
+    "train.eval_every=100000",
+    "eval.steps=[2]",
+    "eval.methods=[midpoint]",
+    "eval.num_samples=200",
+    "eval.draws=2",
+]
+
+
+def sets(overrides):
+    """``--set`` flags for a list of overrides."""
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def cli(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def read_metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_small_run_writes_a_complete_run_directory(tmp_path):
+    cfg = load_config(None, [*TINY, "train.steps=60", "train.checkpoint_every=20"])
+    result = Trainer(cfg, tmp_path / "run", progress=False, echo=lambda _: None).run()
+    run = tmp_path / "run"
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "eval.csv",
+        "eval.txt",
+        "quality_vs_nfe.png",
+        "samples.png",
+        "trajectories.png",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/ema.safetensors",
+    ):
+        assert (run / name).is_file(), name
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step_00000040",
+        "step_00000060",
+    ]  # the newest two are kept
+    rows = read_metrics(run)
+    assert [int(r["step"]) for r in rows] == list(range(10, 61, 10))
+    assert all(np.isfinite(float(r[k])) for r in rows for k in ("loss", "lr", "grad_norm"))
+    assert result.steps == 60 and np.isfinite(result.final_loss)
+    assert [r.nfe for r in result.eval_rows] == [4]
+    assert result.floor is not None and result.floor.w2_mean > 0
+    # The loaded model is the EMA, ready to sample, with its path and prediction kind.
+    model = fm.load(run)
+    assert model.prediction == "velocity" and isinstance(model.flow_path, fm.AffinePath)
+    raw = fm.load(run, weights="model")
+    x = fm.sample(model, torch.randn(50, 2), steps=4)
+    assert x.shape == (50, 2) and torch.isfinite(x).all()
+    assert not torch.equal(model.net[0].weight, raw.net[0].weight)
+
+
+def test_learning_rate_warms_up_then_decays(tmp_path):
+    cfg = load_config(
+        None,
+        [
+            *TINY,
+            "train.steps=100",
+            "optim.warmup_steps=30",
+            "optim.lr=0.01",
+            "train.checkpoint_every=1000",
+        ],
+    )
+    Trainer(cfg, tmp_path / "run", progress=False, final_eval=False, echo=lambda _: None).run()
+    lrs = [float(r["lr"]) for r in read_metrics(tmp_path / "run")]
+    # After step k the scheduler has taken k steps: warmup (k+1)/30 up to 1, then cosine to 0.
+    assert lrs[0] == pytest.approx(0.01 * 11 / 30)
+    assert lrs[2] == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * 0 / 70)))
+    assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[2:]))
+
+
+def _run_cli_process(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowmatch", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+
+
+def _weights(run: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {n: load_file(str(run / "model" / f"{n}.safetensors")) for n in ("model", "ema")}
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "model: {hidden: 64, depth: 2}\n"
+        "train: {steps: 400, batch_size: 128, log_every: 20, checkpoint_every: 15,"
+        " eval_every: 100000}\n"
+        "eval: {steps: [2], methods: [midpoint], num_samples: 200, draws: 1}\n"
+    )
+    common = ["--no-progress"]
+    ref = tmp_path / "ref"
+    proc = _run_cli_process(["train", str(cfg), "--out", str(ref), *common])
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+
+    run = tmp_path / "killed"
+    rng = random.Random(1234)
+    kills, args = 0, ["train", str(cfg), "--out", str(run), *common]
+    while True:
+        proc = _run_cli_process(args)
+        try:
+            code = proc.wait(timeout=rng.uniform(2.0, 6.0))  # import ~2 s, training ~3-6 s
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            if (run / "config.yaml").exists():
+                args = ["train", "--out", str(run), "--resume", *common]
+            continue
+        assert code == 0, proc.stderr.read().decode()
+        break
+    assert kills >= 1
+    ref_w, run_w = _weights(ref), _weights(run)
+    for kind in ("model", "ema"):
+        for key, value in ref_w[kind].items():
+            assert torch.equal(value, run_w[kind][key]), (kind, key)
+    steps = [int(r["step"]) for r in read_metrics(run)]
+    assert steps == sorted(set(steps)) and steps[-1] == 400  # no duplicated or missing rows
+    assert not list((run / "checkpoints").glob(".*"))  # no temporary directory left
+
+
+def test_resume_in_process_is_bit_identical(tmp_path):
+    # A run stopped after 30 of 60 steps (its checkpoint at 30) and resumed ends where an
+    # uninterrupted 60-step run ends.
+    over = [*TINY, "train.steps=60", "train.checkpoint_every=30"]
+    quiet = {"progress": False, "final_eval": False, "echo": lambda _: None}
+    Trainer(load_config(None, over), tmp_path / "ref", **quiet).run()
+    Trainer(load_config(None, over), tmp_path / "run", **quiet).run()
+    shutil.rmtree(tmp_path / "run" / "checkpoints" / "step_00000060")
+    shutil.rmtree(tmp_path / "run" / "model")
+    Trainer(load_config(None, over), tmp_path / "run", resume=True, **quiet).run()
+    ref, run = _weights(tmp_path / "ref"), _weights(tmp_path / "run")
+    for kind in ("model", "ema"):
+        for key in ref[kind]:
+            assert torch.equal(ref[kind][key], run[kind][key]), (kind, key)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "optim: {lr: 1.0e+30, grad_clip: null}\ntrain: {steps: 50, checkpoint_every: 1}\n"
+    )
+    code, _, err = cli(
+        [
+            "train",
+            cfg,
+            "--out",
+            tmp_path / "run",
+            "--no-progress",
+            *sets(TINY),
+        ],
+        capsys,
+    )
+    assert code == 3
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("error: training stopped at step ")
+    stopped = int(line.split("step ")[1].split(":")[0])
+    latest = sorted((tmp_path / "run" / "checkpoints").iterdir())[-1]
+    assert latest.name == f"step_{stopped - 1:08d}"
+    weights = load_file(str(latest / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["train.stepz=3"], "train.stepz"),
+        (["train.steps=-1"], "train.steps"),
+        (["optim.lr=abc"], "optim.lr"),
+        (["data.path=missing.csv"], "missing.csv"),
+        (["coupling.name=minibatch_ot"], "coupling.name"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line_and_no_run_dir(tmp_path, capsys, overrides, needle):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train: {steps: 5}\n")
+    argv = ["train", cfg, "--out", tmp_path / "run", *sets(overrides)]
+    code, _, err = cli(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_csv_cell_is_named_and_no_run_dir(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_text("a,b\n1,2\n3,x\n")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"data: {{path: {data}}}\ntrain: {{steps: 5}}\n")
+    code, _, err = cli(["train", cfg, "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "row 3" in err and "'b'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("train: {steps: 5}\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("keep me\n")
+    code, _, err = cli(["train", cfg, "--out", tmp_path / "run"], capsys)
+    assert code == 2 and "--resume" in err
+    assert (tmp_path / "run" / "config.yaml").read_text() == "keep me\n"
+
+
+def test_csv_data_is_standardized_and_samples_come_back_in_data_units(tmp_path, capsys):
+    g = np.random.default_rng(0)
+    table = np.column_stack(
+        [100 + 5 * g.standard_normal(600), -3 + 0.1 * g.standard_normal(600), g.uniform(0, 1, 600)]
+    )
+    data = tmp_path / "data.csv"
+    data.write_text("a,b,c\n" + "\n".join(",".join(f"{v:.6f}" for v in row) for row in table))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("data: {path: data.csv, num_holdout: 100}\n")
+    argv = [
+        "train",
+        cfg,
+        "--out",
+        tmp_path / "run",
+        "--no-progress",
+        "--set",
+        "train.steps=300",
+        "--set",
+        "train.checkpoint_every=300",
+    ]
+    argv += sets(TINY)
+    code, _, err = cli(argv, capsys)
+    assert code == 0, err
+    spec = fm.models.files.load_spec(tmp_path / "run")
+    assert spec["standardizer"]["mean"][0] == pytest.approx(100, abs=1.0)
+    code, _, err = cli(
+        ["sample", tmp_path / "run", "--out", tmp_path / "s.npy", "--num", "2000"], capsys
+    )
+    assert code == 0, err
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.shape == (2000, 3)
+    # Column means and stds come back in data units (a 300-step model is rough: 25% of a std).
+    np.testing.assert_allclose(samples.mean(0), table.mean(0), atol=0.25 * table.std(0).max())
+    np.testing.assert_allclose(samples.std(0), table.std(0), rtol=0.35)
+
+
+def test_sample_cli_writes_each_format_atomically(tmp_path, capsys):
+    cfg = load_config(None, [*TINY, "train.steps=20", "train.checkpoint_every=20"])
+    Trainer(cfg, tmp_path / "run", progress=False, final_eval=False, echo=lambda _: None).run()
+    for name in ("s.npy", "s.csv", "s.png"):
+        code, out, err = cli(
+            ["sample", tmp_path / "run", "--out", tmp_path / name, "--num", "64", "--steps", "2"],
+            capsys,
+        )
+        assert code == 0, err
+        assert "NFE 4" in out
+    assert np.load(tmp_path / "s.npy").shape == (64, 2)
+    assert fm.data.load_table(tmp_path / "s.csv").data.shape == (64, 2)
+    assert (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    code, _, err = cli(["sample", tmp_path / "nope", "--out", tmp_path / "x.npy"], capsys)
+    assert code == 2 and "nope" in err
+    code, _, err = cli(["sample", tmp_path / "run", "--out", tmp_path / "x.txt"], capsys)
+    assert code == 2 and "x.txt" in err and not (tmp_path / "x.txt").exists()
+
+
+def test_eval_cli_prints_the_table_with_the_floor(tmp_path, capsys):
+    cfg = load_config(None, [*TINY, "train.steps=20", "train.checkpoint_every=20"])
+    Trainer(cfg, tmp_path / "run", progress=False, final_eval=False, echo=lambda _: None).run()
+    code, out, err = cli(
+        [
+            "eval",
+            tmp_path / "run",
+            "--steps",
+            "1,4",
+            "--methods",
+            "euler,rk4",
+            "--draws",
+            "2",
+            "--num",
+            "200",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "noise floor" in out
+    nfes = [line.split()[2] for line in out.splitlines() if line.startswith(("euler ", "rk4 "))]
+    assert nfes == ["1", "4", "4", "16"]
+    assert (tmp_path / "run" / "quality_vs_nfe.png").is_file()
+    code, _, err = cli(["eval", tmp_path / "run", "--steps", "0"], capsys)
+    assert code == 2 and "--steps" in err
+    code, _, err = cli(["eval", tmp_path / "run", "--methods", "rk45"], capsys)
+    assert code == 2 and "--methods" in err
+
+
+def _loss_curve(run: Path) -> np.ndarray:
+    return np.array([float(r["loss"]) for r in read_metrics(run)])
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_matches_one_process_with_the_same_global_batch(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "model: {hidden: 64, depth: 2}\n"
+        "train: {steps: 400, log_every: 20, checkpoint_every: 200, eval_every: 100000}\n"
+        "eval: {steps: [2], methods: [midpoint], num_samples: 200, draws: 1}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run(
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "flowmatch",
+            "train",
+            str(cfg),
+            "--out",
+            str(tmp_path / "ddp"),
+            "--no-progress",
+            "--set",
+            "train.batch_size=128",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowmatch",
+            "train",
+            str(cfg),
+            "--out",
+            str(tmp_path / "single"),
+            "--no-progress",
+            "--set",
+            "train.batch_size=256",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    ddp, single = _loss_curve(tmp_path / "ddp"), _loss_curve(tmp_path / "single")
+    assert len(ddp) == len(single) == 20  # rank 0 alone wrote metrics.csv
+    # Different ranks draw different batches, so the curves agree statistically: each
+    # 100-step window mean within 5% (the window's standard error is ~1%).
+    for a, b in zip(ddp.reshape(4, 5).mean(1), single.reshape(4, 5).mean(1), strict=True):
+        assert abs(a - b) / b < 0.05, (ddp, single)
+    assert ddp[-5:].mean() < ddp[:2].mean()  # it learned
