@@ -80,7 +80,7 @@ def save_table(path: str | Path, data: Tensor, columns: list[str] | None = None)
             with open(tmp, "w", newline="") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(names)
-                writer.writerows([[repr(float(v)) for v in row] for row in arr])
+                writer.writerows([[f"{float(v):.9g}" for v in row] for row in arr])
     return path
 
 

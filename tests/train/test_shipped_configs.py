@@ -1,0 +1,23 @@
+"""Every config in configs/ validates and its data loads."""
+
+from pathlib import Path
+
+import pytest
+
+from flowmatch.train.config import load_config
+from flowmatch.train.data import load_run_data
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_there_are_configs():
+    names = {p.stem for p in CONFIGS}
+    assert {"checkerboard", "8gaussians", "8gaussians_to_moons", "wine"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_validates_and_its_data_loads(path):
+    cfg = load_config(path)
+    data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=path.parent)
+    assert data.train.shape[0] > data.holdout.shape[0] > 0
+    assert data.max_eval_points(cfg.eval.num_samples) == cfg.eval.num_samples
