@@ -37,6 +37,16 @@ def test_linear_path_endpoints_and_velocity(shape):
     torch.testing.assert_close(u, x1 - x0)
 
 
+@pytest.mark.parametrize("shape", SHAPES)
+def test_linear_fast_path_equals_the_general_formula(shape):
+    # Polynomial(1) is the linear schedule computed through the general coefficients.
+    x0, x1, t = _batch(shape)
+    fast = fm.AffinePath(fm.schedules.Linear()).sample(x0, x1, t)
+    general = fm.AffinePath(fm.schedules.Polynomial(1.0)).sample(x0, x1, t)
+    torch.testing.assert_close(fast.x_t, general.x_t, rtol=1e-14, atol=1e-14)
+    torch.testing.assert_close(fast.u_t, general.u_t, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize("sched", SCHEDULES, ids=repr)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_u_t_is_the_time_derivative_of_x_t(sched, shape):

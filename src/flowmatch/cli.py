@@ -84,7 +84,7 @@ def _method_list(text: str, name: str) -> list[str]:
 @handles_user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory to (re)create.")] = Path("runs/demo"),
-    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 6000,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 20000,
     oracle: Annotated[
         bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")
     ] = False,

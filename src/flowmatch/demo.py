@@ -95,7 +95,7 @@ DEMO_OVERRIDES = (
 def training_demo(
     out: Path,
     *,
-    steps: int = 6000,
+    steps: int = 20000,
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> Path:

@@ -104,6 +104,11 @@ class AffinePath:
                 f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
             )
         check_time(t, x1)
+        if type(self.schedule) is Linear:
+            # The same formula in 2 kernels instead of ~10 (this sits on the training hot
+            # path): x_t = x0 + t (x1 - x0), u_t = x1 - x0.
+            u_t = x1 - x0
+            return PathSample(torch.addcmul(x0, _expand(t.to(x1.dtype), x1), u_t), u_t)
         a, s, da, ds = self.coefficients(t, x1)
         return PathSample(a * x1 + s * x0, da * x1 + ds * x0)
 

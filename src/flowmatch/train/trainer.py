@@ -158,6 +158,7 @@ class Trainer:
         self.progress = progress
         self.final_eval = final_eval
         self._check_supported(cfg)
+        self._tensorboard = self._tensorboard_writer_class() if cfg.train.tensorboard else None
         if (self.out / "config.yaml").exists() and not (resume or overwrite):
             raise RunExistsError(
                 f"{self.out}: already holds a run; pass --resume to continue it or choose "
@@ -185,6 +186,18 @@ class Trainer:
                 "config: train.precision: fp16 needs a CUDA device; use bf16",
                 key="train.precision",
             )
+
+    @staticmethod
+    def _tensorboard_writer_class() -> Any:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "config: train.tensorboard: needs the tensorboard package "
+                "(pip install tensorboard), which is not installed",
+                key="train.tensorboard",
+            ) from None
+        return SummaryWriter
 
     # ----------------------------------------------------------------------------- setup
     def _build(self) -> None:
@@ -305,6 +318,7 @@ class Trainer:
             writer.writerows(rows)
         self._metrics_fh = open(path, "a", newline="")
         self._metrics = csv.writer(self._metrics_fh)
+        self._tb = self._tensorboard(str(self.out / "tensorboard")) if self._tensorboard else None
 
     def _append_eval(self, rows: list[EvalRow]) -> None:
         path = self.out / "eval.csv"
@@ -367,6 +381,8 @@ class Trainer:
         finally:
             if self.dist.is_main:
                 self._metrics_fh.close()
+                if self._tb is not None:
+                    self._tb.close()
         rows, floor = [], None
         if self.dist.is_main and self.final_eval:
             rows, floor = self._finish()
@@ -421,6 +437,13 @@ class Trainer:
                             ]
                         )
                         self._metrics_fh.flush()
+                        if self._tb is not None:
+                            for name, value in (
+                                ("loss", last_loss),
+                                ("lr", lr),
+                                ("grad_norm", grad_norm.item()),
+                            ):
+                                self._tb.add_scalar(f"train/{name}", value, self.step)
                     window_loss, window_n = 0.0, 0
                     bar.update(task, completed=self.step, loss=last_loss)
                 if self.step % tcfg.checkpoint_every == 0 or self.step == total:
