@@ -33,7 +33,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from pathlib import Path
 import torch
 
 import flowmatch as fm
+from flowmatch.atomic import atomic_path
 
 SECTION_HEADER = "## Overhead (CPU)"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -402,17 +402,8 @@ def write_section(path: str | os.PathLike[str], section: str) -> None:
     path = Path(path)
     old = path.read_text() if path.exists() else ""
     new = replace_section(old, section)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(new)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(new)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

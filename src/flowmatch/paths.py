@@ -108,7 +108,8 @@ class AffinePath:
             # The same formula in 2 kernels instead of ~10 (this sits on the training hot
             # path): x_t = x0 + t (x1 - x0), u_t = x1 - x0.
             u_t = x1 - x0
-            return PathSample(torch.addcmul(x0, _expand(t.to(x1.dtype), x1), u_t), u_t)
+            t = t if t.dtype == x1.dtype else t.to(x1.dtype)
+            return PathSample(torch.addcmul(x0, _expand(t, x1), u_t), u_t)
         a, s, da, ds = self.coefficients(t, x1)
         return PathSample(a * x1 + s * x0, da * x1 + ds * x0)
 
