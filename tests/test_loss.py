@@ -75,7 +75,7 @@ def test_loss_is_reproducible_with_a_generator_and_uses_given_x0():
 
     # With t fixed at 0 by a constant sampler and x0 given, the velocity target is x1 - x0.
     class AtZero(fm.time.TimeSampler):
-        def __call__(self, batch_size, *, device=None, dtype=torch.float32, generator=None):
+        def _draw(self, batch_size, device, dtype, generator):
             return torch.zeros(batch_size, device=device, dtype=dtype)
 
     x0 = torch.randn(64, 2)

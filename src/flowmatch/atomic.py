@@ -51,6 +51,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(
         prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
     )
+    # mkstemp makes the file private (0600); give it the mode of the file it replaces, or the
+    # usual 0644 for a new file.
+    os.fchmod(fd, target.stat().st_mode & 0o777 if target.exists() else 0o644)
     os.close(fd)
     tmp = Path(name)
     try:

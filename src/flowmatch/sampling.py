@@ -100,10 +100,7 @@ def sample(
         :func:`~flowmatch.solvers.solve_ode` for the NFE and the trajectory.
     """
     velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
-    if times is not None:
-        steps = None
-    elif steps is None and method != "dopri5":
-        raise ValueError(f"steps is required for method {method!r}")
+    steps = None if times is not None else steps
     return solve_ode(velocity, x0, steps=steps, method=method, times=times, atol=atol, rtol=rtol).x
 
 
@@ -134,8 +131,6 @@ def encode(
         The noise at t=0, shape (B, *D).
     """
     velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
-    if steps is None and method != "dopri5":
-        raise ValueError(f"steps is required for method {method!r}")
     return solve_ode(
         velocity, x1, steps=steps, method=method, t0=1.0, t1=0.0, atol=atol, rtol=rtol
     ).x

@@ -16,9 +16,8 @@ __all__ = ["LogitNormal", "Shifted", "TimeSampler", "Uniform"]
 
 
 class TimeSampler(ABC):
-    """Base class of the time samplers."""
+    """Base class of the time samplers: ``sampler(B, device=, dtype=, generator=)`` -> (B,)."""
 
-    @abstractmethod
     def __call__(
         self,
         batch_size: int,
@@ -37,29 +36,35 @@ class TimeSampler(ABC):
         Returns:
             Times in [0, 1], shape (B,).
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        return self._draw(batch_size, device, dtype, generator)
+
+    @abstractmethod
+    def _draw(
+        self,
+        batch_size: int,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Draw ``batch_size`` times (arguments already checked)."""
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
         return f"{type(self).__name__}({params})"
 
 
-def _check_batch(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-
-
 class Uniform(TimeSampler):
     """t ~ U[0, 1)."""
 
-    def __call__(
+    def _draw(
         self,
         batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
     ) -> Tensor:
-        _check_batch(batch_size)
         return torch.rand(batch_size, device=device, dtype=dtype, generator=generator)
 
 
@@ -82,15 +87,13 @@ class LogitNormal(TimeSampler):
         self.mean = float(mean)
         self.std = float(std)
 
-    def __call__(
+    def _draw(
         self,
         batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
     ) -> Tensor:
-        _check_batch(batch_size)
         z = torch.randn(batch_size, device=device, dtype=dtype, generator=generator)
         return torch.sigmoid(self.mean + self.std * z)
 
@@ -113,16 +116,14 @@ class Shifted(TimeSampler):
         self.shift = float(shift)
         self.base = base if base is not None else Uniform()
 
-    def __call__(
+    def _draw(
         self,
         batch_size: int,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
     ) -> Tensor:
-        t = self.base(batch_size, device=device, dtype=dtype, generator=generator)
-        noise = 1.0 - t
+        noise = 1.0 - self.base(batch_size, device=device, dtype=dtype, generator=generator)
         return 1.0 - self.shift * noise / (1.0 + (self.shift - 1.0) * noise)
 
 

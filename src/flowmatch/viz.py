@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from flowmatch.atomic import atomic_path
 
 __all__ = [
     "image_grid",
@@ -134,23 +135,16 @@ def _figure_format(path: Path) -> str:
 
 @contextmanager
 def _atomic_target(path: PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success move it onto `path` atomically.
+    """Yield a temporary path next to `path` (same suffix) that replaces it atomically on success.
 
-    The temporary file has the same suffix as `path` (writers pick the format from it) and is
-    removed if writing fails, so an existing file at `path` is either kept or fully replaced.
+    Raises:
+        ValueError: if ``suffix`` is given and `path` does not end with it.
     """
     path = Path(path)
     if suffix is not None and path.suffix.lower() != suffix:
         raise ValueError(f"path must end in {suffix!r}, got {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         yield tmp
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _new_figure(figsize: tuple[float, float]) -> Figure:

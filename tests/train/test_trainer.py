@@ -281,9 +281,17 @@ def test_csv_data_is_standardized_and_samples_come_back_in_data_units(tmp_path, 
     np.testing.assert_allclose(samples.std(0), table.std(0), rtol=0.35)
 
 
-def test_sample_cli_writes_each_format_atomically(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A 20-step run without final evaluation, shared by the sample and eval CLI tests."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
     cfg = load_config(None, [*TINY, "train.steps=20", "train.checkpoint_every=20"])
-    Trainer(cfg, tmp_path / "run", progress=False, final_eval=False, echo=lambda _: None).run()
+    Trainer(cfg, out, progress=False, final_eval=False, echo=lambda _: None).run()
+    return out
+
+
+def test_sample_cli_writes_each_format_atomically(tmp_path, tiny_run, capsys):
+    shutil.copytree(tiny_run, tmp_path / "run")
     for name in ("s.npy", "s.csv", "s.png"):
         code, out, err = cli(
             ["sample", tmp_path / "run", "--out", tmp_path / name, "--num", "64", "--steps", "2"],
@@ -301,9 +309,8 @@ def test_sample_cli_writes_each_format_atomically(tmp_path, capsys):
     assert code == 2 and "x.txt" in err and not (tmp_path / "x.txt").exists()
 
 
-def test_eval_cli_prints_the_table_with_the_floor(tmp_path, capsys):
-    cfg = load_config(None, [*TINY, "train.steps=20", "train.checkpoint_every=20"])
-    Trainer(cfg, tmp_path / "run", progress=False, final_eval=False, echo=lambda _: None).run()
+def test_eval_cli_prints_the_table_with_the_floor(tmp_path, tiny_run, capsys):
+    shutil.copytree(tiny_run, tmp_path / "run")
     code, out, err = cli(
         [
             "eval",

@@ -19,9 +19,7 @@ YAML is read with a `yaml.SafeLoader` that also reads YAML 1.2 floats without a 
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from difflib import get_close_matches
 from pathlib import Path
@@ -737,26 +735,8 @@ def dump_config(cfg: RunConfig, path: str | Path) -> None:
         cfg: the config to write.
         path: the destination; its directory must exist.
     """
-    path = Path(path)
+    from flowmatch.atomic import atomic_path
+
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), path.stat().st_mode & 0o777 if path.exists() else 0o644)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
