@@ -10,8 +10,8 @@ def run(argv, capsys):
     return exc.value.code, out.out, out.err
 
 
-def test_demo_writes_plots(tmp_path, capsys):
-    code, out, _ = run(["demo", "--out", str(tmp_path / "demo"), "--num", "300"], capsys)
+def test_oracle_demo_writes_plots(tmp_path, capsys):
+    code, out, _ = run(["demo", "--oracle", "--out", str(tmp_path / "demo")], capsys)
     assert code == 0
     for name in ("samples.png", "trajectories.png"):
         data = (tmp_path / "demo" / name).read_bytes()
@@ -29,7 +29,7 @@ def test_datasets_lists_every_toy_set(capsys):
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["demo", "--num", "0"], "--num"),
+        (["demo", "--steps", "0"], "--steps"),
         (["demo", "--bogus", "1"], "--bogus"),
         (["nope"], "nope"),
     ],
