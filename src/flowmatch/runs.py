@@ -65,7 +65,7 @@ def sample_run(
 
         viz.scatter(x, out, title=f"{method}, NFE {res.nfe}")
     else:
-        save_table(out, x)
+        save_table(out, x, model.spec.get("columns"))
     echo(f"wrote {num} samples to {out} ({method}, NFE {res.nfe})")
     return out
 

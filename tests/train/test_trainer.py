@@ -274,11 +274,15 @@ def test_csv_data_is_standardized_and_samples_come_back_in_data_units(tmp_path, 
         ["sample", tmp_path / "run", "--out", tmp_path / "s.npy", "--num", "2000"], capsys
     )
     assert code == 0, err
+    assert spec["columns"] == ["a", "b", "c"]
     samples = np.load(tmp_path / "s.npy")
     assert samples.shape == (2000, 3)
     # Column means and stds come back in data units (a 300-step model is rough: 25% of a std).
     np.testing.assert_allclose(samples.mean(0), table.mean(0), atol=0.25 * table.std(0).max())
     np.testing.assert_allclose(samples.std(0), table.std(0), rtol=0.35)
+    code, _, err = cli(["sample", tmp_path / "run", "--out", tmp_path / "s.csv"], capsys)
+    assert code == 0, err
+    assert fm.data.load_table(tmp_path / "s.csv").columns == ["a", "b", "c"]
 
 
 @pytest.fixture(scope="module")
@@ -431,3 +435,15 @@ def test_demo_meets_its_quality_bar(tmp_path, capsys):
         rows[(parts[0], parts[1])] = float(parts[3])
     floor = rows[("floor", "-")]
     assert rows[("midpoint", "8")] <= 1.5 * floor, rows
+
+
+@pytest.mark.parametrize("option", ["train.precision=bf16", "train.compile=true"])
+def test_autocast_and_compile_train(tmp_path, option):
+    if option.endswith("compile=true"):
+        pytest.importorskip("torch._inductor")
+    cfg = load_config(None, [*TINY, "train.steps=20", "train.checkpoint_every=20", option])
+    quiet = {"progress": False, "final_eval": False, "echo": lambda _: None}
+    result = Trainer(cfg, tmp_path / "run", **quiet).run()
+    assert result.steps == 20 and np.isfinite(result.final_loss)
+    model = fm.load(tmp_path / "run")  # plain (uncompiled, fp32) weights on disk
+    assert next(model.parameters()).dtype == torch.float32

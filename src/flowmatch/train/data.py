@@ -36,6 +36,7 @@ class RunData:
         source: toy set name of the source, or None for N(0, I).
         standardizer: the table standardization, or None for toy sets.
         name: a short description (toy name or file name).
+        columns: the table's column names, or None for toy sets.
     """
 
     train: Tensor
@@ -43,6 +44,7 @@ class RunData:
     source: str | None
     standardizer: Standardizer | None
     name: str
+    columns: list[str] | None = None
 
     @property
     def dim(self) -> int:
@@ -126,6 +128,7 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         source,
         standardizer,
         path.name,
+        table.columns,
     )
 
 

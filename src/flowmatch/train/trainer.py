@@ -106,6 +106,7 @@ def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     }
     if data.standardizer is not None:
         spec["standardizer"] = data.standardizer.to_dict()
+        spec["columns"] = data.columns
     return spec
 
 
