@@ -51,11 +51,6 @@ class RunData:
         """Data dimension D."""
         return self.train.shape[1]
 
-    def batch(self, size: int, generator: torch.Generator) -> Tensor:
-        """A batch of training points drawn with replacement, shape (size, D)."""
-        idx = torch.randint(0, self.train.shape[0], (size,), generator=generator)
-        return self.train[idx]
-
     def source_batch(self, size: int, generator: torch.Generator) -> Tensor | None:
         """A batch from the source (None when the source is N(0, I): the loss draws it)."""
         return draw_source(self.source, size, self.dim, generator) if self.source else None

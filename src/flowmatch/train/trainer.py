@@ -249,7 +249,8 @@ class Trainer:
 
     def _restore(self) -> bool:
         ckpt_dir = self.out / "checkpoints"
-        remove_partial(ckpt_dir) if self.dist.is_main else None
+        if self.dist.is_main:
+            remove_partial(ckpt_dir)
         distributed.barrier(self.dist)
         latest = latest_checkpoint(ckpt_dir)
         if latest is None:
@@ -370,8 +371,7 @@ class Trainer:
         self._build()
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            if not self.resume:
-                dump_config(cfg, self.out / "config.yaml")
+            dump_config(cfg, self.out / "config.yaml")  # on resume: with its --set overrides
         distributed.barrier(self.dist)
         if self.resume:
             self._restore()
