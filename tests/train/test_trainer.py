@@ -369,46 +369,17 @@ def test_torchrun_two_processes_matches_one_process_with_the_same_global_batch(t
         "eval: {steps: [2], methods: [midpoint], num_samples: 200, draws: 1}\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
-        [
-            str(torchrun),
-            "--standalone",
-            "--nproc_per_node=2",
-            "-m",
-            "flowmatch",
-            "train",
-            str(cfg),
-            "--out",
-            str(tmp_path / "ddp"),
-            "--no-progress",
-            "--set",
-            "train.batch_size=128",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowmatch",
-            "train",
-            str(cfg),
-            "--out",
-            str(tmp_path / "single"),
-            "--no-progress",
-            "--set",
-            "train.batch_size=256",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert one.returncode == 0, one.stderr[-3000:]
+    launchers = {
+        "ddp": ([str(torchrun), "--standalone", "--nproc_per_node=2"], 128),
+        "single": ([sys.executable], 256),  # the same global batch in one process
+    }
+    for name, (launcher, batch) in launchers.items():
+        args = ["-m", "flowmatch", "train", str(cfg), "--out", str(tmp_path / name)]
+        args += ["--no-progress", "--set", f"train.batch_size={batch}"]
+        proc = subprocess.run(
+            [*launcher, *args], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
     ddp, single = _loss_curve(tmp_path / "ddp"), _loss_curve(tmp_path / "single")
     assert len(ddp) == len(single) == 20  # rank 0 alone wrote metrics.csv
     # Different ranks draw different batches, so the curves agree statistically: each
