@@ -389,6 +389,15 @@ def test_torchrun_two_processes_matches_one_process_with_the_same_global_batch(t
     assert ddp[-5:].mean() < ddp[:2].mean()  # it learned
 
 
+def test_demo_never_overwrites_a_directory_that_is_not_a_run(tmp_path, capsys):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious\n")
+    code, _, err = cli(["demo", "--out", keep, "--steps", "5", "--no-progress"], capsys)
+    assert code == 2 and "not a flowmatch run" in err
+    assert (keep / "notes.txt").read_text() == "precious\n"
+
+
 def test_tensorboard_logs_or_names_the_missing_package(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("train: {steps: 20, tensorboard: true, checkpoint_every: 20}\n")

@@ -167,6 +167,12 @@ class Trainer:
             )
         if resume and not (self.out / "config.yaml").exists():
             raise RunExistsError(f"{self.out}: no run to resume (no config.yaml)")
+        if overwrite and self.out.is_dir() and not (self.out / "config.yaml").exists():
+            if any(self.out.iterdir()):
+                raise RunExistsError(
+                    f"{self.out}: exists and is not a flowmatch run (no config.yaml); "
+                    "refusing to overwrite it, choose another --out"
+                )
         # Everything that can fail on bad input happens before the run directory is touched.
         self.data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=base_dir)
         self.dist = distributed.setup(cfg.train.device)
