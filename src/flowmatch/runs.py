@@ -36,7 +36,7 @@ def sample_run(
         run_dir: the run (or its ``model/``) directory.
         out: ``.npy``, ``.csv`` or, for 2-D data, ``.png`` (a scatter plot).
         num: number of samples.
-        steps: solver steps (ignored by dopri5).
+        steps: solver steps (for dopri5: output intervals; its tolerances set the accuracy).
         method: solver method.
         seed: seed of the source draws.
         echo: where the summary line goes.
@@ -54,9 +54,7 @@ def sample_run(
         raise DataError(f"{out}: a .png needs 2-D data, this model has dimension {dim}")
     x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        res = solve_ode(
-            model_velocity(model), x0, steps=None if method == "dopri5" else steps, method=method
-        )
+        res = solve_ode(model_velocity(model), x0, steps=steps, method=method)
     x = res.x
     if model.spec.get("standardizer") is not None:
         x = Standardizer.from_dict(model.spec["standardizer"]).inverse(x)

@@ -18,7 +18,9 @@ from flowmatch.solvers import solve_ode
 __all__ = ["encode", "model_velocity", "sample"]
 
 
-def _resolve(model: nn.Module, path: AffinePath | None, prediction: str | None) -> tuple:
+def _resolve(
+    model: nn.Module, path: AffinePath | None, prediction: str | None
+) -> tuple[AffinePath, str]:
     """The path and prediction kind: given ones first, then the model's own, then defaults."""
     if path is None:
         path = getattr(model, "flow_path", None) or AffinePath()

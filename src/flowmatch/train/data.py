@@ -51,10 +51,6 @@ class RunData:
         """Data dimension D."""
         return self.train.shape[1]
 
-    def source_batch(self, size: int, generator: torch.Generator) -> Tensor | None:
-        """A batch from the source (None when the source is N(0, I): the loss draws it)."""
-        return draw_source(self.source, size, self.dim, generator) if self.source else None
-
     def draw_source(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n source points (N(0, I) or the toy source), shape (n, D)."""
         return draw_source(self.source, n, self.dim, generator)

@@ -418,11 +418,11 @@ class Trainer:
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     params, clip if clip is not None else float("inf")
                 )
-                loss_value = loss.item()
+                loss_value, norm_value = loss.item(), grad_norm.item()
                 # The gradient norm is the same on every rank after DDP's all-reduce, so all
                 # ranks stop together; a NaN loss on any rank makes it non-finite.
-                if not (math.isfinite(loss_value) and math.isfinite(grad_norm.item())):
-                    self._stop_non_finite(loss_value, grad_norm.item())
+                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                    self._stop_non_finite(loss_value, norm_value)
                 self.opt.step()
                 self.sched.step()
                 self.ema.update(self.model, self.step)
@@ -439,7 +439,7 @@ class Trainer:
                                 self.step,
                                 f"{last_loss:.6f}",
                                 f"{lr:.6g}",
-                                f"{grad_norm.item():.6g}",
+                                f"{norm_value:.6g}",
                                 f"{self.elapsed:.3f}",
                             ]
                         )
@@ -448,7 +448,7 @@ class Trainer:
                             for name, value in (
                                 ("loss", last_loss),
                                 ("lr", lr),
-                                ("grad_norm", grad_norm.item()),
+                                ("grad_norm", norm_value),
                             ):
                                 self._tb.add_scalar(f"train/{name}", value, self.step)
                     window_loss, window_n = 0.0, 0
@@ -469,7 +469,7 @@ class Trainer:
     def _source_batch(self, size: int) -> torch.Tensor | None:
         if self.data.source is None:
             return None
-        return self.data.source_batch(size, self.gen).to(self.dist.device)
+        return self.data.draw_source(size, self.gen).to(self.dist.device)
 
     def _autocast(self) -> Any:
         import contextlib
@@ -540,7 +540,7 @@ class Trainer:
         res = solve_ode(
             model_velocity(self.ema.module),
             x0,
-            steps=None if s.method == "dopri5" else s.steps,
+            steps=s.steps,
             method=s.method,
             return_trajectory=True,
         )
