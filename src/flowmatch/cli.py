@@ -183,6 +183,44 @@ def eval_(
 
 
 @app.command()
+@handles_user_errors
+def reflow(
+    run_dir: Annotated[Path, typer.Argument(help="The trained run to straighten.")],
+    out: Annotated[Path, typer.Option(help="Directory of the new run.")],
+    num: Annotated[int, typer.Option(min=1, help="Number of (noise, sample) pairs.")] = 50000,
+    train_steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps (default: the old run's).")
+    ] = None,
+    distill: Annotated[
+        bool, typer.Option(help="Train a one-step model (sample with --steps 1 --method euler).")
+    ] = False,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the pairs' noise.")] = 0,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key of the new run."),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the reflow run in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Reflow a run: integrate noise to samples (dopri5), train on those pairs, warm-started."""
+    from flowmatch.runs import reflow_run
+
+    result = reflow_run(
+        run_dir,
+        out,
+        num=num,
+        train_steps=train_steps,
+        distill=distill,
+        seed=seed,
+        overrides=set_ or [],
+        resume=resume,
+        progress=progress,
+        echo=typer.echo,
+    )
+    typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
+
+
+@app.command()
 def datasets() -> None:
     """List the built-in datasets (usable as data or as source)."""
     from flowmatch.data.toy2d import TOY_DATASETS

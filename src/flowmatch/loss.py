@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from flowmatch.couplings import Coupling, Independent
+from flowmatch.couplings import Coupling, Independent, SchrodingerBridge
 from flowmatch.models.base import call_model
 from flowmatch.paths import AffinePath
+from flowmatch.schedules import Linear
 from flowmatch.time import TimeSampler, Uniform
 
 __all__ = ["TRAINABLE_PREDICTIONS", "FlowMatchingLoss"]
@@ -26,7 +27,9 @@ class FlowMatchingLoss:
     For each data point x1 a source point x0 ~ N(0, I) (or the one given) and a time t are
     drawn, the pair is passed through the coupling, x_t = alpha_t x1 + sigma_t x0 is formed and
     the model output is regressed on the target of its prediction kind: the conditional
-    velocity u_t (``velocity``), x1 (``x1``) or x0 (``x0`` / ``epsilon``).
+    velocity u_t (``velocity``), x1 (``x1``) or x0 (``x0`` / ``epsilon``). With a
+    :class:`~flowmatch.couplings.SchrodingerBridge` coupling, x_t and u_t come from its
+    Brownian bridge instead of ``path`` (velocity prediction only).
 
     Args:
         path: the probability path; ``AffinePath()`` (linear) by default.
@@ -59,6 +62,16 @@ class FlowMatchingLoss:
         coupling = coupling if coupling is not None else Independent()
         if not isinstance(coupling, Coupling):
             raise ValueError(f"coupling must be a Coupling, got {type(coupling).__name__}")
+        if isinstance(coupling, SchrodingerBridge) and prediction != "velocity":
+            raise ValueError(
+                "coupling: a SchrodingerBridge trains a velocity (its path is not affine), "
+                f"got prediction={prediction!r}"
+            )
+        if isinstance(coupling, SchrodingerBridge) and not isinstance(path.schedule, Linear):
+            raise ValueError(
+                "coupling: a SchrodingerBridge has its own (linear + bridge noise) path, got "
+                f"path with schedule {path.schedule!r}; use AffinePath() (linear)"
+            )
         time_sampler = time_sampler if time_sampler is not None else Uniform()
         if not isinstance(time_sampler, TimeSampler):
             raise ValueError(
@@ -91,7 +104,7 @@ class FlowMatchingLoss:
             x1: data batch, shape (B, *D).
             cond: optional conditioning (e.g. labels), shape (B, ...).
             x0: optional source batch (B, *D); N(0, I) draws when None.
-            generator: torch RNG for x0 and t; torch's global RNG when None.
+            generator: torch RNG for x0, t and the coupling's draws; torch's global RNG when None.
 
         Returns:
             Scalar tensor: the mean squared error over batch and data dimensions.
@@ -111,8 +124,11 @@ class FlowMatchingLoss:
                 f"cond must have one entry per data point ({x1.shape[0]}), got {tuple(cond.shape)}"
             )
         t = self.time_sampler(x1.shape[0], device=x1.device, dtype=x1.dtype, generator=generator)
-        x0, x1, cond = self.coupling(x0, x1, cond)
-        x_t, u_t = self.path.sample(x0, x1, t)
+        x0, x1, cond = self.coupling(x0, x1, cond, generator=generator)
+        if isinstance(self.coupling, SchrodingerBridge):
+            x_t, u_t = self.coupling.sample_path(x0, x1, t, generator=generator)
+        else:
+            x_t, u_t = self.path.sample(x0, x1, t)
         out = call_model(model, x_t, t, cond)
         if self.prediction == "velocity":
             target = u_t

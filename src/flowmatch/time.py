@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-__all__ = ["LogitNormal", "Shifted", "TimeSampler", "Uniform"]
+__all__ = ["Constant", "LogitNormal", "Shifted", "TimeSampler", "Uniform"]
 
 
 class TimeSampler(ABC):
@@ -127,9 +127,36 @@ class Shifted(TimeSampler):
         return 1.0 - self.shift * noise / (1.0 + (self.shift - 1.0) * noise)
 
 
+class Constant(TimeSampler):
+    """t = value for every sample.
+
+    With ``value=0`` on fixed (noise, sample) pairs and the linear path, the flow matching loss
+    becomes one-step distillation: ``model(x0, 0)`` regresses ``x1 - x0``, so one Euler step
+    ``x0 + model(x0, 0)`` lands on ``x1`` (Liu et al. 2023, "Flow straight and fast", sec. 2.3).
+
+    Args:
+        value: the time, in [0, 1].
+    """
+
+    def __init__(self, value: float = 0.0) -> None:
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            raise ValueError(f"Constant: value must be a number in [0, 1], got {value!r}")
+        self.value = float(value)
+
+    def _draw(
+        self,
+        batch_size: int,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        return torch.full((batch_size,), self.value, device=device, dtype=dtype)
+
+
 TIME_SAMPLERS: dict[str, type[TimeSampler]] = {
     "uniform": Uniform,
     "logit_normal": LogitNormal,
     "shifted": Shifted,
+    "constant": Constant,
 }
 """Time samplers by their config name (``time: {sampler: NAME}``)."""

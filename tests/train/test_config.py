@@ -40,10 +40,11 @@ data:
   source: {name: 8gaussians}
   num_train: 1234
   num_holdout: 321
-model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32}
+  pairs: runs/reflow/pairs.safetensors
+model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, init: runs/base}
 path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 80.0, n: 3.0}
 coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1, sigma: 0.0}
-time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0}
+time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0, value: 0.5}
 objective: {prediction: x1}
 optim:
   lr: 3e-4
@@ -103,7 +104,7 @@ def test_empty_file_gives_all_defaults(tmp_path: Path, text: str) -> None:
     assert (cfg.path.beta_min, cfg.path.beta_max, cfg.path.n) == (0.1, 20.0, 2.0)
     assert (cfg.path.sigma_min, cfg.path.sigma_max) == (0.01, 50.0)
     assert (cfg.coupling.name, cfg.coupling.method) == ("independent", "exact")
-    assert (cfg.coupling.reg, cfg.coupling.sigma) == (0.05, 0.1)
+    assert (cfg.coupling.reg, cfg.coupling.sigma) == (0.05, 0.5)
     assert (cfg.time.sampler, cfg.time.mean, cfg.time.std, cfg.time.shift) == (
         "uniform",
         0.0,
@@ -281,7 +282,7 @@ def test_apply_overrides_returns_a_new_config() -> None:
             "model: {widht: 3}\n",
             (),
             "model.widht",
-            ["unknown key (valid keys: name, hidden, depth, activation, time_embed_dim)"],
+            ["unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, init)"],
         ),
         ("train: {step: 3}\n", (), "train.step", ["unknown key", "did you mean 'steps'?"]),
         ("data: {source: {name: moons, size: 3}}\n", (), "data.source.size", ["unknown key"]),

@@ -225,7 +225,12 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
         (["train.steps=-1"], "train.steps"),
         (["optim.lr=abc"], "optim.lr"),
         (["data.path=missing.csv"], "missing.csv"),
-        (["coupling.name=minibatch_ot"], "coupling.name"),
+        (["coupling.name=schrodinger_bridge", "objective.prediction=x1"], "objective.prediction"),
+        (["coupling.name=schrodinger_bridge", "path.schedule=cosine"], "path.schedule"),
+        (["data.pairs=missing.safetensors"], "missing.safetensors"),
+        (["data.pairs=p.npy"], "data.pairs"),
+        (["model.init=nowhere"], "model.init"),
+        (["time.sampler=constant", "time.value=1.5"], "time.value"),
     ],
 )
 def test_bad_config_exits_2_with_one_line_and_no_run_dir(tmp_path, capsys, overrides, needle):

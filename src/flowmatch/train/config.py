@@ -157,10 +157,14 @@ class DataConfig(_Section):
         source: the source distribution; None (the default) is the standard normal.
         num_train: points drawn for training (toy sets; the pool an epoch draws from).
         num_holdout: held-out points used for evaluation.
+        pairs: a ``.safetensors`` file of fixed (x0, x1) training pairs (written by
+            ``flowmatch reflow``); training draws from the pairs, while name/path still
+            define the held-out data of the evaluation.
     """
 
     name: ToyName | None = None
     path: str | None = None
+    pairs: str | None = None
     source: SourceConfig | None = None
     num_train: PositiveInt = 100_000
     num_holdout: PositiveInt = 5_000
@@ -179,6 +183,13 @@ class DataConfig(_Section):
     def _check_suffix(cls, value: str | None) -> str | None:
         if value is not None and Path(value).suffix.lower() not in DATA_SUFFIXES:
             raise ValueError(f"expected a .csv or .npy file, got {value!r}")
+        return value
+
+    @field_validator("pairs")
+    @classmethod
+    def _check_pairs_suffix(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() != ".safetensors":
+            raise ValueError(f"expected a .safetensors file of pairs, got {value!r}")
         return value
 
     @model_validator(mode="after")
@@ -201,6 +212,8 @@ class ModelConfig(_Section):
         depth: number of hidden layers.
         activation: one of `ACTIVATIONS`.
         time_embed_dim: size of the sinusoidal time embedding; even.
+        init: a run (or model) directory whose EMA weights initialise the network (warm start,
+            e.g. reflow); its architecture must match.
     """
 
     name: Literal["mlp"] = "mlp"
@@ -208,6 +221,7 @@ class ModelConfig(_Section):
     depth: PositiveInt = 3
     activation: Activation = "silu"
     time_embed_dim: PositiveInt = 64
+    init: str | None = None
 
     @field_validator("time_embed_dim")
     @classmethod
@@ -256,15 +270,15 @@ class CouplingConfig(_Section):
 
     Attributes:
         name: independent | minibatch_ot | schrodinger_bridge.
-        method: exact | sinkhorn, the OT solver of minibatch_ot and schrodinger_bridge.
-        reg: entropic regularisation of the sinkhorn solver.
-        sigma: noise level of the Schrödinger bridge.
+        method: exact | sinkhorn, the OT solver of minibatch_ot.
+        reg: entropic regularisation of minibatch_ot sinkhorn, relative to the mean cost.
+        sigma: noise level of the Schrödinger bridge (its plan has reg 2 sigma^2, absolute).
     """
 
     name: Literal["independent", "minibatch_ot", "schrodinger_bridge"] = "independent"
     method: Literal["exact", "sinkhorn"] = "exact"
     reg: PositiveFloat = 0.05
-    sigma: NonNegativeFloat = 0.1
+    sigma: NonNegativeFloat = 0.5
 
 
 class TimeConfig(_Section):
@@ -275,12 +289,14 @@ class TimeConfig(_Section):
         mean: mean of the logit-normal's normal.
         std: standard deviation of the logit-normal's normal.
         shift: shift factor of the shifted sampler.
+        value: the time of the constant sampler, in [0, 1] (0 on reflow pairs: distillation).
     """
 
-    sampler: Literal["uniform", "logit_normal", "shifted"] = "uniform"
+    sampler: Literal["uniform", "logit_normal", "shifted", "constant"] = "uniform"
     mean: _Float = 0.0
     std: PositiveFloat = 1.0
     shift: PositiveFloat = 1.0
+    value: Annotated[_Float, Field(ge=0, le=1)] = 0.0
 
 
 class ObjectiveConfig(_Section):

@@ -16,11 +16,20 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from flowmatch.metrics import mmd, w2
+from flowmatch.metrics import mmd, straightness, w2
 from flowmatch.sampling import model_velocity
 from flowmatch.solvers import solve_ode
 
-__all__ = ["EvalRow", "evaluate", "format_row", "format_table", "noise_floor", "write_report"]
+__all__ = [
+    "EvalRow",
+    "evaluate",
+    "format_row",
+    "format_straightness",
+    "format_table",
+    "model_straightness",
+    "noise_floor",
+    "write_report",
+]
 
 
 @dataclass
@@ -158,19 +167,50 @@ def format_table(rows: Sequence[EvalRow], floor: EvalRow | None = None) -> str:
     return "\n".join(lines)
 
 
+STRAIGHTNESS_STEPS = 64
+STRAIGHTNESS_POINTS = 1000
+
+
+def model_straightness(
+    model: nn.Module, source: Callable[[int, torch.Generator], Tensor], *, seed: int = 0
+) -> float:
+    """Straightness of a model's flow from its source (midpoint, 64 steps, 1000 points).
+
+    See :func:`~flowmatch.metrics.straightness`: 0 for a flow whose trajectories are straight.
+    """
+    device = next(model.parameters()).device
+    x0 = source(STRAIGHTNESS_POINTS, torch.Generator().manual_seed(seed)).to(device)
+    return straightness(model_velocity(model), x0, steps=STRAIGHTNESS_STEPS, method="midpoint")
+
+
+def format_straightness(value: float) -> str:
+    """The report line of a straightness figure."""
+    return (
+        f"straightness E||v(x_t,t) - (x1 - x0)||^2 = {value:.4f} "
+        f"(midpoint, {STRAIGHTNESS_STEPS} steps, {STRAIGHTNESS_POINTS} source points; 0 = straight)"
+    )
+
+
 def write_report(
-    directory: str | Path, rows: Sequence[EvalRow], floor: EvalRow, *, title: str
+    directory: str | Path,
+    rows: Sequence[EvalRow],
+    floor: EvalRow,
+    *,
+    title: str,
+    straightness: float | None = None,
 ) -> str:
     """Write ``eval.txt`` (the table) and ``quality_vs_nfe.png`` into a run directory.
 
     Returns:
-        The table text.
+        The table text (with the straightness line when given).
     """
     from flowmatch import viz
     from flowmatch.atomic import atomic_path
 
     directory = Path(directory)
     table = format_table(rows, floor)
+    if straightness is not None:
+        table += "\n" + format_straightness(straightness)
     with atomic_path(directory / "eval.txt") as tmp:
         tmp.write_text(table + "\n")
     by_method: dict[str, list[tuple[int, float, float]]] = {}

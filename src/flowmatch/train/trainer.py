@@ -23,10 +23,10 @@ import torch
 from torch import nn
 
 from flowmatch.atomic import atomic_path
-from flowmatch.couplings import Independent
+from flowmatch.couplings import Coupling, Independent, MinibatchOT, Pairs, SchrodingerBridge
 from flowmatch.loss import FlowMatchingLoss
-from flowmatch.models.files import build_model, build_path, save_model
-from flowmatch.time import LogitNormal, Shifted, TimeSampler, Uniform
+from flowmatch.models.files import ModelFileError, build_model, build_path, load, save_model
+from flowmatch.time import Constant, LogitNormal, Shifted, TimeSampler, Uniform
 from flowmatch.train import distributed
 from flowmatch.train.checkpoint import (
     latest_checkpoint,
@@ -34,10 +34,23 @@ from flowmatch.train.checkpoint import (
     remove_partial,
     save_checkpoint,
 )
-from flowmatch.train.config import ConfigError, RunConfig, dump_config
+from flowmatch.train.config import (
+    ConfigError,
+    RunConfig,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+)
 from flowmatch.train.data import RunData, load_run_data
 from flowmatch.train.ema import EMA
-from flowmatch.train.evaluate import EvalRow, evaluate, format_row, noise_floor, write_report
+from flowmatch.train.evaluate import (
+    EvalRow,
+    evaluate,
+    format_row,
+    model_straightness,
+    noise_floor,
+    write_report,
+)
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "model_spec"]
 
@@ -72,7 +85,36 @@ def _time_sampler(cfg: RunConfig) -> TimeSampler:
         return Uniform()
     if t.sampler == "logit_normal":
         return LogitNormal(t.mean, t.std)
+    if t.sampler == "constant":
+        return Constant(t.value)
     return Shifted(t.shift)
+
+
+def _coupling(cfg: RunConfig) -> Coupling:
+    c = cfg.coupling
+    if c.name == "minibatch_ot":
+        return MinibatchOT(c.method, reg=c.reg)
+    if c.name == "schrodinger_bridge":
+        return SchrodingerBridge(c.sigma)
+    return Independent()
+
+
+def _resolve(path: str, base_dir: str | Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else Path(base_dir) / p
+
+
+def _absolute_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
+    """The config with data.path, data.pairs and model.init made absolute, so the run's
+    ``config.yaml`` still finds them from any working directory (eval, reflow, resume)."""
+    raw = config_to_dict(cfg)
+    changed = False
+    for section, key in (("data", "path"), ("data", "pairs"), ("model", "init")):
+        value = raw[section].get(key)
+        if value is not None and not Path(value).is_absolute():
+            raw[section][key] = str(_resolve(value, base_dir).resolve())
+            changed = True
+    return config_from_dict(raw) if changed else cfg
 
 
 def _path_spec(cfg: RunConfig) -> dict[str, Any]:
@@ -153,6 +195,7 @@ class Trainer:
         base_dir: str | Path = ".",
         echo: Callable[[str], None] = print,
     ) -> None:
+        cfg = _absolute_paths(cfg, base_dir)
         self.cfg = cfg
         self.out = Path(out)
         self.resume = resume
@@ -175,6 +218,8 @@ class Trainer:
                 )
         # Everything that can fail on bad input happens before the run directory is touched.
         self.data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=base_dir)
+        self.pairs = self._load_pairs(cfg, base_dir)
+        self.init_state = self._load_init(cfg, base_dir)
         self.dist = distributed.setup(cfg.train.device)
         self.echo = echo if self.dist.is_main else (lambda _msg: None)
         if overwrite and not resume and self.dist.is_main and self.out.exists():
@@ -182,17 +227,62 @@ class Trainer:
 
     @staticmethod
     def _check_supported(cfg: RunConfig) -> None:
-        if cfg.coupling.name != "independent":
+        if cfg.data.pairs is not None and cfg.coupling.name != "independent":
             raise ConfigError(
-                f"config: coupling.name: only 'independent' is available in this version, "
-                f"got {cfg.coupling.name!r}",
+                f"config: coupling.name: fixed pairs (data.pairs) are already coupled; use "
+                f"'independent', got {cfg.coupling.name!r}",
                 key="coupling.name",
             )
+        if cfg.coupling.name == "schrodinger_bridge":
+            if cfg.objective.prediction != "velocity":
+                raise ConfigError(
+                    "config: objective.prediction: schrodinger_bridge trains a velocity, got "
+                    f"{cfg.objective.prediction!r}",
+                    key="objective.prediction",
+                )
+            if cfg.path.schedule != "linear":
+                raise ConfigError(
+                    "config: path.schedule: schrodinger_bridge has its own (linear + bridge "
+                    f"noise) path; use 'linear', got {cfg.path.schedule!r}",
+                    key="path.schedule",
+                )
         if cfg.train.precision == "fp16" and not torch.cuda.is_available():
             raise ConfigError(
                 "config: train.precision: fp16 needs a CUDA device; use bf16",
                 key="train.precision",
             )
+
+    def _load_pairs(self, cfg: RunConfig, base_dir: str | Path) -> Pairs | None:
+        if cfg.data.pairs is None:
+            return None
+        from flowmatch.data.tabular import DataError
+        from flowmatch.rectify import load_pairs
+
+        path = _resolve(cfg.data.pairs, base_dir)
+        pairs = load_pairs(path)
+        if tuple(pairs.x0.shape[1:]) != (self.data.dim,):
+            raise DataError(
+                f"{path}: pairs of shape {tuple(pairs.x0.shape[1:])} do not match the data "
+                f"dimension {self.data.dim} of {self.data.name}"
+            )
+        return Pairs(pairs.x0.float(), pairs.x1.float(), pairs.cond)
+
+    def _load_init(self, cfg: RunConfig, base_dir: str | Path) -> dict[str, torch.Tensor] | None:
+        if cfg.model.init is None:
+            return None
+        path = _resolve(cfg.model.init, base_dir)
+        try:
+            source = load(path)
+        except ModelFileError as err:
+            raise ConfigError(f"config: model.init: {err}", key="model.init") from None
+        wanted = model_spec(cfg, self.data)["arch"]
+        if source.spec["arch"] != wanted:
+            raise ConfigError(
+                f"config: model.init: {path} has architecture {source.spec['arch']}, the run "
+                f"needs {wanted}",
+                key="model.init",
+            )
+        return {k: v.detach().clone() for k, v in source.state_dict().items()}
 
     @staticmethod
     def _tensorboard_writer_class() -> Any:
@@ -211,7 +301,10 @@ class Trainer:
         cfg, dev = self.cfg, self.dist.device
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         self.spec = model_spec(cfg, self.data)
-        self.model = build_model(self.spec["arch"]).to(dev)
+        self.model = build_model(self.spec["arch"])
+        if self.init_state is not None:
+            self.model.load_state_dict(self.init_state)
+        self.model = self.model.to(dev)
         self.path = build_path(self.spec["path"])
         self.ema = EMA(self.model, cfg.train.ema_decay)
         self.opt = torch.optim.AdamW(
@@ -225,7 +318,7 @@ class Trainer:
         )
         self.loss_fn = FlowMatchingLoss(
             self.path,
-            coupling=Independent(),
+            coupling=_coupling(cfg),
             time_sampler=_time_sampler(cfg),
             prediction=cfg.objective.prediction,
         )
@@ -233,6 +326,7 @@ class Trainer:
             cfg.train.seed * 1000 + DATA_STREAM + self.dist.rank
         )
         self.train_pool = self.data.train.to(dev)
+        self.train_pairs = self.pairs.to(dev) if self.pairs is not None else None
         net: nn.Module = self.model
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -409,8 +503,7 @@ class Trainer:
         with bar:
             task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
             while self.step < total:
-                x1 = self._batch(batch)
-                x0 = self._source_batch(batch)
+                x0, x1 = self._batch(batch)
                 with autocast:
                     loss = self.loss_fn(self.net, x1, x0=x0, generator=self.gen)
                 self.opt.zero_grad(set_to_none=True)
@@ -460,11 +553,17 @@ class Trainer:
                     self._append_eval(self._eval(final=False)[0])
         return last_loss
 
-    def _batch(self, size: int) -> torch.Tensor:
+    def _batch(self, size: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(x0, x1) of one step: fixed pairs, or data drawn from the pool and x0 from the
+        source (None: N(0, I), drawn by the loss)."""
+        if self.train_pairs is not None:
+            x0, x1, _ = self.train_pairs.sample(size, generator=self.gen)
+            return x0, x1
         idx = torch.randint(
             0, self.train_pool.shape[0], (size,), generator=self.gen, device=self.gen.device
         )
-        return self.train_pool[idx]
+        x1 = self.train_pool[idx]
+        return self._source_batch(size), x1
 
     def _source_batch(self, size: int) -> torch.Tensor | None:
         if self.data.source is None:
@@ -523,7 +622,18 @@ class Trainer:
         self.echo(f"evaluating ({self.cfg.eval.draws} draws per figure)...")
         rows, floor = self._eval(final=True)
         self._append_eval(rows)
-        self.echo(write_report(self.out, rows, floor, title=f"{self.data.name}: W2 vs NFE"))
+        straight = model_straightness(
+            self.ema.module, self.data.draw_source, seed=self.cfg.train.seed + 13
+        )
+        self.echo(
+            write_report(
+                self.out,
+                rows,
+                floor,
+                title=f"{self.data.name}: W2 vs NFE",
+                straightness=straight,
+            )
+        )
         if self.data.dim == 2:
             self._plots_2d()
         return rows, floor
