@@ -174,12 +174,6 @@ def test_sinkhorn_plan_has_uniform_marginals(dim, shift, reg, relative):
     torch.testing.assert_close(plan.sum(0), torch.full((64,), 1 / 64, dtype=F64), rtol=0, atol=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sinkhorn_plan returns unconverged plans: POT's 'did not converge' (1000 iterations) "
-    "and 'numerical errors' exits are silenced and never checked, and the log-domain retry only "
-    "runs when plan.sum() < 0.5, which a plan with exactly rescaled rows never has",
-)
 @pytest.mark.parametrize(
     ("batch", "dim", "sigma"),
     [(8, 2, 0.1), (8, 2, 0.03), (64, 16, 0.5)],
@@ -189,10 +183,10 @@ def test_sinkhorn_plan_is_a_coupling_at_small_reg(batch, dim, sigma):
     """At the Schrödinger bridge's reg = 2 sigma^2 the plan still has uniform marginals."""
     x0, x1 = _gaussians(batch, (dim,), seed=0)
     plan = sinkhorn_plan(x0, x1, 2 * sigma**2)
-    # Documented contract: marginals within the 1e-5 stopping threshold (see test above).
-    # Observed column errors: 3.4e-4 (2-D, sigma=0.1) and 1.7e-5 (16-D, default sigma=0.5)
-    # after the 1000-iteration cap; 0.25 = 2/B (2-D, sigma=0.03) after the early exit on
-    # underflow, i.e. one data point is never drawn and another twice as often.
+    # Contract: exact marginals (the plan is rounded onto the couplings). Before the rounding,
+    # POT's iterations alone left column errors of 3.4e-4 (2-D, sigma=0.1), 1.7e-5 (16-D,
+    # sigma=0.5) after the iteration cap and 0.25 = 2/B (2-D, sigma=0.03) after an early exit
+    # on underflow: one data point never drawn and another twice as often.
     uniform = torch.full((batch,), 1 / batch, dtype=F64)
     torch.testing.assert_close(plan.sum(0), uniform, rtol=0, atol=1e-5)
     # Any coupling costs at least the OT cost; the sigma=0.03 "plan" costs half of it.
@@ -363,12 +357,6 @@ def test_schrodinger_bridge_with_zero_sigma_is_exact_ot_and_a_straight_path():
     assert torch.equal(a.x_t, b.x_t) and torch.equal(a.u_t, b.u_t)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sinkhorn_plan keeps an unconverged plain-Sinkhorn plan after POT's 'numerical "
-    "errors' early exit (the log-domain retry needs plan.sum() < 0.5), so at small sigma the "
-    "bridge draws from a plan that is not a coupling",
-)
 def test_schrodinger_bridge_at_small_sigma_pairs_like_exact_ot():
     """At sigma=0.03 on unit-scale data the bridge's pairing is the exact OT assignment."""
     x0, x1 = _gaussians(8, (2,), seed=0)
