@@ -50,8 +50,22 @@ def test_quick_run_measures_and_replaces_only_its_section(bench, tmp_path, one_t
     results = bench.main(["--quick", "--out", str(out)])
 
     names = [r.name for r in results]
-    assert names[0].startswith("train step")
+    assert names[0] == "train step, B=256"
     assert sum("euler" in n for n in names) == 1 and sum("midpoint" in n for n in names) == 1
+    # The coupling rows follow the independent step, all at batch 256 with their targets.
+    train = [r for r in results if r.name.startswith("train step")]
+    assert [r.name for r in train] == [c.name(256) for c in bench.TRAIN_CASES]
+    assert len(train) == 5 and all(r.name.endswith(", B=256") for r in train)
+    by_kind = {
+        "exact 2-D": [r for r in train if "exact OT, checkerboard 2-D" in r.name],
+        "sinkhorn": [r for r in train if "sinkhorn OT" in r.name and "checkerboard" in r.name],
+        "SB": [r for r in train if "SB (sigma 0.5), checkerboard" in r.name],
+        "exact 64-D": [r for r in train if "exact OT" in r.name and "64-D" in r.name],
+    }
+    assert all(len(rows) == 1 for rows in by_kind.values()), by_kind
+    assert train[0].target == pytest.approx(1.03)
+    assert by_kind["exact 2-D"][0].target == by_kind["exact 64-D"][0].target == 1.3
+    assert by_kind["sinkhorn"][0].target is None and by_kind["SB"][0].target is None
     for r in results:
         for value in (r.ratio, r.ms_a, r.ms_b, *r.timing.iqr):
             assert math.isfinite(value) and value > 0, (r.name, value)
@@ -67,6 +81,52 @@ def test_quick_run_measures_and_replaces_only_its_section(bench, tmp_path, one_t
     section = text[text.index("## Overhead (CPU)") : text.index("## Later section")]
     assert "python benchmarks/train_overhead.py --quick" in section
     assert "torch" in section and "| train step, B=256 |" in section
+    for r in results:
+        assert f"| {r.name} |" in section
+    rows = {line.split(" | ")[0][2:]: line for line in section.splitlines() if "/step" in line}
+    assert len(rows) == 5
+    for r in train:
+        cell = rows[r.name].rstrip(" |").rsplit("| ", 1)[1]
+        assert cell == "-" if r.target is None else cell.startswith(f"<= {r.target:.2f} ")
+    assert "TorchCFM's exact OT (POT emd, pairs resampled with replacement) measured 3.8x" in (
+        section
+    )
+    assert "(issue 4)" in section
+    assert section.index("| sample midpoint") < section.index("TorchCFM")
+
+
+def test_train_case_data_and_steps(bench, one_thread):
+    gen = torch.Generator().manual_seed(0)
+    board = bench.make_data("checkerboard", 256, 2, gen)
+    assert board.shape == (256, 2) and board.abs().max() <= 4
+    shifted = bench.make_data("shifted", 256, 64, gen)
+    assert shifted.shape == (256, 64) and 1.5 < shifted.mean() < 2.5
+    with pytest.raises(ValueError):
+        bench.make_data("checkerboard", 8, 64, gen)
+    with pytest.raises(ValueError):
+        bench.make_data("nope", 8, 2, gen)
+    # The 64-D row runs the assignment solver above the POT one; both steps train a 64-D MLP.
+    case = bench.TRAIN_CASES[-1]
+    assert case.dim == 64 and case.data == "shifted" and case.coupling.method == "exact"
+    fm_step, bare_step = bench.make_train_steps(
+        16, coupling=case.coupling, data=case.data, dim=case.dim
+    )
+    fm_step()
+    bare_step()
+
+
+def test_format_table_target_column(bench):
+    timing = bench.Timing((2.0, 2.2, 2.1), (1.0, 1.0, 1.0))
+    rows = bench.format_table(
+        [
+            bench.Result("with bar", "step", 1, timing, 1.3),
+            bench.Result("no bar", "step", 1, timing, None),
+            bench.Result("ok bar", "step", 1, bench.Timing((1.0,), (1.0,)), 1.03),
+        ]
+    ).splitlines()[2:]
+    assert rows[0].endswith("| <= 1.30 ABOVE |")
+    assert rows[1].endswith("| - |")
+    assert rows[2].endswith("| <= 1.03 ok |")
 
 
 def test_replace_section_new_file_append_and_idempotent(bench, tmp_path):

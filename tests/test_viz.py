@@ -230,3 +230,31 @@ def test_import_flowmatch_does_not_load_matplotlib_and_viz_avoids_pyplot(tmp_pat
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+# -------------------------------------------------------------------------------- trajectory grid
+
+
+def test_trajectory_grid_writes_one_png(tmp_path):
+    panels = [[("a", _traj2d()), ("b", _traj2d())], [("c", _traj2d()), ("d", _traj2d(t=2))]]
+    out = viz.trajectory_grid(panels, tmp_path / "g.png", row_titles=["r1", "r2"], title="T")
+    assert out == tmp_path / "g.png"
+    assert _only_file(tmp_path, "g.png").startswith(PNG_MAGIC)
+    h, w = imread(out).shape[:2]
+    assert min(h, w) > 300  # a 2x2 grid of 2.6-inch panels, not a single small one
+
+
+@pytest.mark.parametrize(
+    ("panels", "kwargs", "needle"),
+    [
+        ([], {}, "non-empty grid"),
+        ([[("a", _traj2d())], []], {}, "same, non-zero length"),
+        ([[("a", _traj2d())]], {"row_titles": ["x", "y"]}, "row_titles"),
+        ([[("a", np.zeros((3, 4)))]], {}, "panels[0][0]"),
+    ],
+)
+def test_trajectory_grid_rejects_bad_input(tmp_path, panels, kwargs, needle):
+    with pytest.raises(ValueError) as err:
+        viz.trajectory_grid(panels, tmp_path / "g.png", **kwargs)
+    assert needle in str(err.value)
+    assert list(tmp_path.iterdir()) == []

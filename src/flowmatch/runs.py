@@ -139,6 +139,7 @@ def reflow_run(
     overrides: Sequence[str] = (),
     resume: bool = False,
     progress: bool = True,
+    final_eval: bool = True,
     echo: Callable[[str], None] = print,
 ) -> TrainResult:
     """Reflow a trained run: generate (noise, sample) pairs, then train on them, warm-started.
@@ -160,6 +161,7 @@ def reflow_run(
         overrides: ``key=value`` config overrides of the new run.
         resume: continue an interrupted reflow run in ``out``.
         progress: show progress bars.
+        final_eval: evaluate the new run at the end (table, plots).
         echo: where messages go.
 
     Raises:
@@ -176,7 +178,10 @@ def reflow_run(
         if not (out / "config.yaml").is_file():
             raise RunExistsError(f"{out}: no run to resume (no config.yaml)")
         cfg = load_config(out / "config.yaml", overrides)
-        return Trainer(cfg, out, resume=True, progress=progress, echo=echo).run()
+        trainer = Trainer(
+            cfg, out, resume=True, progress=progress, final_eval=final_eval, echo=echo
+        )
+        return trainer.run()
     if not (run_dir / "config.yaml").is_file():
         raise ModelFileError(f"{run_dir}: not a run directory (no config.yaml)")
     if (out / "config.yaml").exists():
@@ -215,7 +220,7 @@ def reflow_run(
     )
     what = "one-step distillation" if distill else "reflow"
     echo(f"training the {what} run in {out}")
-    return Trainer(cfg, out, progress=progress, echo=echo).run()
+    return Trainer(cfg, out, progress=progress, final_eval=final_eval, echo=echo).run()
 
 
 def _bar(enabled: bool) -> Any:

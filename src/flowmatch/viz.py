@@ -312,6 +312,62 @@ def trajectories(
     return _save_figure(fig, path)
 
 
+def trajectory_grid(
+    panels: Sequence[Sequence[tuple[str, ArrayLike]]],
+    path: PathLike,
+    *,
+    row_titles: Sequence[str] | None = None,
+    num_paths: int = 150,
+    title: str | None = None,
+) -> Path:
+    """Trajectories of several flows side by side: one row per dataset, one panel per flow.
+
+    Args:
+        panels: rows of ``(panel title, trajectory)``; each trajectory has shape (T, N, 2),
+            ``traj[0]`` the source points at t=0 and ``traj[-1]`` the samples at t=1.
+        path: output file (.png, .pdf, .svg, ...).
+        row_titles: a label per row (e.g. the dataset), drawn at the left.
+        num_paths: trajectories drawn as lines per panel (the end points of all N are drawn).
+        title: figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: no panels, rows of different lengths, or a bad trajectory shape.
+    """
+    rows = [list(r) for r in panels]
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("panels must be a non-empty grid: rows of the same, non-zero length")
+    if row_titles is not None and len(row_titles) != len(rows):
+        raise ValueError(f"row_titles needs {len(rows)} entries, got {len(row_titles)}")
+    num_paths = _check_positive_int(num_paths, "num_paths", 0)
+    arrays = [
+        [_trajectory(t, f"panels[{i}][{j}]") for j, (_, t) in enumerate(r)]
+        for i, r in enumerate(rows)
+    ]
+    nrow, ncol = len(rows), len(rows[0])
+    fig = _new_figure((2.6 * ncol, 2.6 * nrow + 0.4))
+    axes = np.atleast_2d(fig.subplots(nrow, ncol, squeeze=False))
+    for i in range(nrow):
+        xlim, ylim = _limits(*arrays[i], lim=None)
+        for j in range(ncol):
+            ax, arr = axes[i, j], arrays[i][j]
+            k = min(num_paths, arr.shape[1])
+            if k > 0:
+                ax.plot(arr[:, :k, 0], arr[:, :k, 1], color=_PATH_COLOR, alpha=0.5, lw=0.5)
+            style = {"s": 1.0, "linewidths": 0, "rasterized": True}
+            ax.scatter(*arr[0].T, c=_NOISE_COLOR, zorder=2, **style)
+            ax.scatter(*arr[-1].T, c=_DATA_COLOR, zorder=3, **style)
+            _style_2d(ax, xlim, ylim)
+            ax.set_title(rows[i][j][0], fontsize=9)
+            if j == 0 and row_titles is not None:
+                ax.set_ylabel(row_titles[i])
+    if title is not None:
+        fig.suptitle(title)
+    return _save_figure(fig, path)
+
+
 def save_gif(
     frames_2d: ArrayLike,
     path: PathLike,
