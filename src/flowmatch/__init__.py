@@ -7,7 +7,7 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the 
     >>> x1 = fm.sample(model, torch.randn(1000, 2), steps=8, method="midpoint")
 """
 
-from flowmatch import couplings, metrics, models, oracle, schedules, time
+from flowmatch import couplings, metrics, models, oracle, rectify, schedules, time
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.models.files import load
 from flowmatch.paths import AffinePath, PathSample
@@ -29,6 +29,7 @@ __all__ = [
     "model_velocity",
     "models",
     "oracle",
+    "rectify",
     "sample",
     "schedules",
     "solve_ode",

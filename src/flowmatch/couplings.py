@@ -17,9 +17,7 @@ import warnings
 from abc import ABC, abstractmethod
 
 import numpy as np
-import ot
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from flowmatch.paths import PathSample
@@ -121,6 +119,9 @@ def optimal_assignment(x0: Tensor, x1: Tensor) -> Tensor:
         A permutation of ``range(B)``, int64 tensor of shape (B,) on the CPU. Deterministic:
         no random draw is involved.
     """
+    import ot  # POT and scipy: imported when a coupling first needs them
+    from scipy.optimize import linear_sum_assignment
+
     _check_batches(x0, x1, None)
     n = x0.shape[0]
     dim = x0[0].numel()
@@ -185,6 +186,8 @@ def _sinkhorn(
     w: Tensor, cost: Tensor, reg: float, method: str, max_iter: int
 ) -> tuple[Tensor, float]:
     """POT's Sinkhorn plan and its marginal error (inf after a numerical warning)."""
+    import ot
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan = ot.sinkhorn(
