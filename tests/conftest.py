@@ -15,6 +15,16 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: tiny models and Sinkhorn's many small iterations are as
+    fast on one, and immune to the stalls of torch's threads waiting on a busy machine's cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class GaussianFlow:
     """The exact flow of an affine path from N(0, I) to N(mu, std^2 I), written independently.
 

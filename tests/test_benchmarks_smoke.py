@@ -26,19 +26,6 @@ def bench():
         sys.modules.pop(name, None)
 
 
-@pytest.fixture
-def one_thread():
-    # A smoke test, not a measurement: with 2 threads on a 2-core machine that also runs other
-    # tests (pytest-xdist), OpenMP barriers wait on descheduled threads and each step slows
-    # down 100x. One thread keeps the run short whatever else is running.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 OTHER = "# Benchmark results\n\nIntro line.\n\n## Quality\n\nW2 table here.\n"
 LATER = "## Later section\n\nkept too\n"
 

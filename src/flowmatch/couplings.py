@@ -42,9 +42,8 @@ _EMD_MAX_DIM = 16
 
 
 class Coupling(ABC):
-    """Base class of the couplings."""
+    """Base class of the couplings: subclasses say which data point each source point gets."""
 
-    @abstractmethod
     def __call__(
         self,
         x0: Tensor,
@@ -62,7 +61,31 @@ class Coupling(ABC):
             generator: torch RNG for couplings that draw (sampled plans); global RNG when None.
 
         Returns:
-            (x0, x1, cond) re-paired, of the same shapes.
+            (x0, x1, cond) re-paired, of the same shapes: x0 in place, x1 and cond re-ordered
+            together.
+
+        Raises:
+            ValueError: x0 and x1 (or cond) of different batch sizes or point shapes.
+        """
+        _check_batches(x0, x1, cond)
+        index = self.partner_index(x0, x1, generator=generator)
+        if index is None:
+            return x0, x1, cond
+        index = index.to(x1.device)
+        return x0, x1[index], (cond[index.to(cond.device)] if cond is not None else None)
+
+    @abstractmethod
+    def partner_index(
+        self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor | None:
+        """For each source point x0[i], the index j of its partner x1[j].
+
+        Args:
+            x0, x1: source and data points, shape (B, *D) (already checked).
+            generator: torch RNG for sampled plans.
+
+        Returns:
+            int64 indices of shape (B,), or None to keep the pairs as given.
         """
 
     def __repr__(self) -> str:
@@ -77,7 +100,7 @@ def _check_batches(x0: Tensor, x1: Tensor, cond: Tensor | None) -> None:
         )
     if x0.shape[0] != x1.shape[0]:
         raise ValueError(
-            f"x0 and x1 must have the same batch size for an OT coupling, got x0 with "
+            f"x0 and x1 must have the same batch size to be paired, got x0 with "
             f"{x0.shape[0]} and x1 with {x1.shape[0]} points"
         )
     if x0.shape[1:] != x1.shape[1:]:
@@ -102,11 +125,6 @@ def _sq_cost(x0: Tensor, x1: Tensor) -> Tensor:
     a = x0.detach().reshape(x0.shape[0], -1).double()
     b = x1.detach().reshape(x1.shape[0], -1).double()
     return ((a * a).sum(1, keepdim=True) + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min(0)
-
-
-def _reorder(x1: Tensor, cond: Tensor | None, index: Tensor) -> tuple[Tensor, Tensor | None]:
-    index = index.to(x1.device)
-    return x1[index], (cond[index.to(cond.device)] if cond is not None else None)
 
 
 def optimal_assignment(x0: Tensor, x1: Tensor) -> Tensor:
@@ -232,15 +250,10 @@ def _sample_rows(plan: Tensor, generator: torch.Generator | None) -> Tensor:
 class Independent(Coupling):
     """The independent coupling pi(x0, x1) = p(x0) q(x1): pairs are returned as drawn."""
 
-    def __call__(
-        self,
-        x0: Tensor,
-        x1: Tensor,
-        cond: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> Triple:
-        return x0, x1, cond
+    def partner_index(
+        self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor | None:
+        return None
 
 
 class MinibatchOT(Coupling):
@@ -271,21 +284,12 @@ class MinibatchOT(Coupling):
         self.method = method
         self.reg = reg
 
-    def __call__(
-        self,
-        x0: Tensor,
-        x1: Tensor,
-        cond: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> Triple:
-        _check_batches(x0, x1, cond)
+    def partner_index(
+        self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor | None:
         if self.method == "exact":
-            index = optimal_assignment(x0, x1)
-        else:
-            index = _sample_rows(sinkhorn_plan(x0, x1, self.reg, relative=True), generator)
-        x1, cond = _reorder(x1, cond, index)
-        return x0, x1, cond
+            return optimal_assignment(x0, x1)
+        return _sample_rows(sinkhorn_plan(x0, x1, self.reg, relative=True), generator)
 
 
 class SchrodingerBridge(Coupling):
@@ -321,21 +325,12 @@ class SchrodingerBridge(Coupling):
         self.sigma = sigma
         self.eps = eps
 
-    def __call__(
-        self,
-        x0: Tensor,
-        x1: Tensor,
-        cond: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> Triple:
-        _check_batches(x0, x1, cond)
+    def partner_index(
+        self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor | None:
         if self.sigma == 0:
-            index = optimal_assignment(x0, x1)
-        else:
-            index = _sample_rows(sinkhorn_plan(x0, x1, 2.0 * self.sigma**2), generator)
-        x1, cond = _reorder(x1, cond, index)
-        return x0, x1, cond
+            return optimal_assignment(x0, x1)
+        return _sample_rows(sinkhorn_plan(x0, x1, 2.0 * self.sigma**2), generator)
 
     def marginal_std(self, t: Tensor) -> Tensor:
         """Standard deviation of x_t given the pair: sigma sqrt(t (1 - t)), shape of t."""
@@ -417,16 +412,10 @@ class Pairs(Coupling):
         cond = self.cond[idx] if self.cond is not None else None
         return self.x0[idx], self.x1[idx], cond
 
-    def __call__(
-        self,
-        x0: Tensor,
-        x1: Tensor,
-        cond: Tensor | None = None,
-        *,
-        generator: torch.Generator | None = None,
-    ) -> Triple:
-        _check_batches(x0, x1, cond)
-        return x0, x1, cond
+    def partner_index(
+        self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor | None:
+        return None  # the pairs are already coupled
 
 
 COUPLINGS: dict[str, type[Coupling]] = {

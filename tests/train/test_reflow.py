@@ -12,14 +12,7 @@ import flowmatch as fm
 from flowmatch.train.config import load_config
 from flowmatch.train.trainer import Trainer
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread is as fast and immune to a busy machine's oversubscription
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(out, overrides, steps=30):
