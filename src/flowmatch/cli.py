@@ -149,14 +149,21 @@ def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or its model/ directory).")],
     out: Annotated[Path, typer.Option(help="Output file: .npy, .csv or .png (2-D data).")],
     num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
-    steps: Annotated[int, typer.Option(min=1, help="Solver steps.")] = 16,
-    method: Annotated[str, typer.Option(help="euler, midpoint, heun, rk4 or dopri5.")] = "midpoint",
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Solver steps [default: the run's sample.steps].")
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="euler, midpoint, heun, rk4 or dopri5 [default: the run's sample.method]."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """Draw samples from a trained run (EMA weights) and write them atomically."""
     from flowmatch.runs import sample_run
 
-    method = _method_list(method, "--method")[0]
+    method = _method_list(method, "--method")[0] if method is not None else None
     sample_run(run_dir, out, num=num, steps=steps, method=method, seed=seed, echo=typer.echo)
 
 

@@ -36,8 +36,8 @@ def sample_run(
     out: str | Path,
     *,
     num: int = 1000,
-    steps: int = 16,
-    method: str = "midpoint",
+    steps: int | None = None,
+    method: str | None = None,
     seed: int = 0,
     echo: Callable[[str], None] = print,
 ) -> Path:
@@ -49,8 +49,10 @@ def sample_run(
         run_dir: the run (or its ``model/``) directory.
         out: ``.npy``, ``.csv`` or, for 2-D data, ``.png`` (a scatter plot).
         num: number of samples.
-        steps: solver steps (for dopri5: output intervals; its tolerances set the accuracy).
-        method: solver method.
+        steps: solver steps (for dopri5: output intervals; its tolerances set the accuracy);
+            None: the run's ``sample.steps`` (16 without a run config).
+        method: solver method; None: the run's ``sample.method`` (midpoint without one), e.g.
+            euler for a distilled one-step run.
         seed: seed of the source draws.
         echo: where the summary line goes.
 
@@ -65,6 +67,11 @@ def sample_run(
     dim = model.spec["arch"]["dim"]
     if out.suffix == ".png" and dim != 2:
         raise DataError(f"{out}: a .png needs 2-D data, this model has dimension {dim}")
+    if steps is None or method is None:
+        run_cfg = Path(run_dir) / "config.yaml"
+        defaults = load_config(run_cfg).sample if run_cfg.is_file() else None
+        steps = steps if steps is not None else (defaults.steps if defaults else 16)
+        method = method if method is not None else (defaults.method if defaults else "midpoint")
     x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
     with torch.no_grad():
         res = solve_ode(model_velocity(model), x0, steps=steps, method=method)

@@ -111,10 +111,9 @@ def test_reflow_and_distill_end_to_end(tmp_path, capsys):
     assert (cfg.time.sampler, cfg.time.value) == ("constant", 0.0)
     assert (cfg.sample.steps, cfg.sample.method) == (1, "euler")
     code, out, err = cli(
-        ["sample", d, "--steps", 1, "--method", "euler", "--num", 50, "--out", tmp_path / "s.npy"],
-        capsys,
-    )
-    assert code == 0 and "NFE 1" in out
+        ["sample", d, "--num", 50, "--out", tmp_path / "s.npy"], capsys
+    )  # the run's own sampler: one Euler step
+    assert code == 0 and "(euler, NFE 1)" in out
     assert np.load(tmp_path / "s.npy").shape == (50, 2)
 
     code, out, err = cli(
