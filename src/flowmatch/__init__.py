@@ -8,6 +8,7 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the 
 """
 
 from flowmatch import couplings, metrics, models, oracle, rectify, schedules, time
+from flowmatch.likelihood import log_likelihood
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.models.files import load
 from flowmatch.paths import AffinePath, PathSample
@@ -25,6 +26,7 @@ __all__ = [
     "couplings",
     "encode",
     "load",
+    "log_likelihood",
     "metrics",
     "model_velocity",
     "models",

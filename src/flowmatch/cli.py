@@ -228,6 +228,44 @@ def reflow(
 
 
 @app.command()
+@handles_user_errors
+def likelihood(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (or its model/ directory).")],
+    data_file: Annotated[Path, typer.Argument(help="Points to score: .csv or .npy, one per row.")],
+    method: Annotated[
+        str, typer.Option(help="exact (trace of the Jacobian) or hutchinson (stochastic).")
+    ] = "exact",
+    probes: Annotated[int, typer.Option(min=1, help="Hutchinson probes per point.")] = 4,
+    atol: Annotated[float, typer.Option(min=0.0, help="dopri5 absolute tolerance.")] = 1e-5,
+    rtol: Annotated[float, typer.Option(min=0.0, help="dopri5 relative tolerance.")] = 1e-5,
+    batch_size: Annotated[int, typer.Option(min=1, help="Points per solve.")] = 1000,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the Hutchinson probes.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option(help="Per-point log_prob and std_err (.csv or .npy).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Mean negative log-likelihood (nats and bits/dim) of data under a trained run."""
+    from flowmatch.runs import likelihood_run
+
+    if method not in ("exact", "hutchinson"):
+        raise UsageError(f"--method: expected exact or hutchinson, got {method!r}")
+    likelihood_run(
+        run_dir,
+        data_file,
+        method=method,
+        num_probes=probes,
+        atol=atol,
+        rtol=rtol,
+        batch_size=batch_size,
+        seed=seed,
+        out=out,
+        progress=progress,
+        echo=typer.echo,
+    )
+
+
+@app.command()
 def datasets() -> None:
     """List the built-in datasets (usable as data or as source)."""
     from flowmatch.data.toy2d import TOY_DATASETS
