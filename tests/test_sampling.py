@@ -101,3 +101,46 @@ def test_import_is_light():
     code = "import sys, flowmatch; print('matplotlib' in sys.modules, 'ot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# ------------------------------------------------------------------------------- interpolation
+
+
+def test_slerp_endpoints_norm_and_linear_fallback():
+    """slerp hits both endpoints; between orthogonal unit vectors it stays on the unit circle;
+    for parallel vectors it is the linear interpolation."""
+    a, b = (
+        torch.tensor([1.0, 0.0], dtype=torch.float64),
+        torch.tensor([0.0, 1.0], dtype=torch.float64),
+    )
+    w = torch.linspace(0, 1, 5, dtype=torch.float64)
+    out = fm.sampling.slerp(a, b, w)
+    torch.testing.assert_close(out[0], a)
+    torch.testing.assert_close(out[-1], b)
+    torch.testing.assert_close(out.norm(dim=1), torch.ones(5, dtype=torch.float64))
+    lin = fm.sampling.slerp(a, 3 * a, w)
+    torch.testing.assert_close(lin[:, 0], 1 + 2 * w)
+    with pytest.raises(ValueError, match="same shape"):
+        fm.sampling.slerp(a, torch.zeros(3), w)
+
+
+def test_interpolate_round_trips_its_endpoints():
+    """With the exact flow of a Gaussian mixture and dopri5 both ways, the first and last
+    interpolants reproduce the inputs (tolerance 1e-4: two dopri5 solves at tol 1e-7)."""
+    gm = fm.oracle.GaussianMixture(
+        torch.tensor([[2.0, 0.0], [-2.0, 0.0]], dtype=torch.float64), 0.3
+    )
+    velocity = gm.velocity(fm.AffinePath())
+
+    class Exact(torch.nn.Module):
+        def forward(self, x, t, cond=None):
+            return velocity(x, t)
+
+    xa = torch.tensor([2.1, 0.2], dtype=torch.float64)
+    xb = torch.tensor([-1.9, -0.3], dtype=torch.float64)
+    out = fm.interpolate(Exact(), xa, xb, num=6, method="dopri5", steps=None, atol=1e-7, rtol=1e-7)
+    assert out.shape == (6, 2)
+    torch.testing.assert_close(out[0], xa, rtol=0, atol=1e-4)
+    torch.testing.assert_close(out[-1], xb, rtol=0, atol=1e-4)
+    with pytest.raises(ValueError, match="num"):
+        fm.interpolate(Exact(), xa, xb, num=1)

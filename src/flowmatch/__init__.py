@@ -12,7 +12,7 @@ from flowmatch.likelihood import log_likelihood
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.models.files import load
 from flowmatch.paths import AffinePath, PathSample
-from flowmatch.sampling import encode, model_velocity, sample
+from flowmatch.sampling import encode, interpolate, model_velocity, sample
 from flowmatch.solvers import ODESolution, solve_ode, time_grid
 
 __version__ = "0.1.0"
@@ -25,6 +25,7 @@ __all__ = [
     "__version__",
     "couplings",
     "encode",
+    "interpolate",
     "load",
     "log_likelihood",
     "metrics",
