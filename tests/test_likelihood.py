@@ -103,7 +103,7 @@ def test_gaussian_to_gaussian_is_the_closed_form(gaussian_flow, schedule):
     flow = gaussian_flow(schedule, mu, 0.3)
     x = mu + 0.6 * torch.randn(50, 3, dtype=torch.float64)  # twice the spread: tails too
     out = log_likelihood(flow.velocity, x, atol=1e-8, rtol=1e-8)
-    # dopri5 at tolerance 1e-8 in float64: the error is ~1e-7 nats.
+    # dopri5 at tolerance 1e-8 in float64: measured max error ~1e-7 nats.
     torch.testing.assert_close(out, normal_log_prob(x, mu, 0.3), rtol=0, atol=1e-5)
 
 
@@ -113,14 +113,14 @@ def test_fixed_step_solver_works(gaussian_flow):
     x = gm.sample(100, generator=torch.Generator().manual_seed(4)).double()
     res = log_likelihood(gm.velocity(), x, solver="rk4", steps=50, return_result=True)
     assert res.nfe == 200
-    # rk4's global error is O(h^4) with h = 0.02, but the mixture's velocity varies on the scale
-    # of its 0.5 std near t=1; measured mean error ~1e-3 nats, so 1e-2 (the issue's bar).
-    assert (res.log_prob - gm.log_prob(x)).abs().mean().item() <= 1e-2
+    # rk4's global error is O(h^4) with h = 0.02 and no error control, so a fixed margin over
+    # the measured error (mean ~2e-6 nats, max ~4e-5) stands in for dopri5's tolerance
+    assert (res.log_prob - gm.log_prob(x)).abs().mean().item() <= 1e-3
     mu = torch.tensor([1.0, -1.0], dtype=torch.float64)
     flow = gaussian_flow(fm.schedules.Linear(), mu, 0.5)
     out = log_likelihood(flow.velocity, x, solver="rk4", steps=50)
-    # the Gaussian flow is smooth: rk4's O(h^4) error is small (measured ~1e-8)
-    torch.testing.assert_close(out, normal_log_prob(x, mu, 0.5), rtol=0, atol=1e-5)
+    # the Gaussian flow is smooth: measured max error ~1e-6, 10x looser than the dopri5 bar
+    torch.testing.assert_close(out, normal_log_prob(x, mu, 0.5), rtol=0, atol=1e-4)
 
 
 def test_untrained_module():
