@@ -37,7 +37,8 @@ Triple = tuple[Tensor, Tensor, "Tensor | None"]
 
 # Below this flattened dimension POT's network simplex is the faster exact solver of a 256-point
 # batch on CPU; above it scipy's shortest-augmenting-path assignment on inner products is
-# (measured here: 2-D 4.0 ms vs 6.2 ms, 64-D 4.9 ms vs 1.7 ms; see benchmarks/RESULTS.md).
+# (median of 20 batches on a 2-core CPU: 2-D checkerboard 4.0 ms vs 6.2 ms, 64-D Gaussians
+# 4.9 ms vs 1.7 ms; benchmarks/train_overhead.py times the whole training step).
 _EMD_MAX_DIM = 16
 
 
