@@ -429,7 +429,9 @@ def test_demo_meets_its_quality_bar(tmp_path, capsys):
     for name in ("samples.png", "trajectories.png", "quality_vs_nfe.png", "eval.txt"):
         assert (run / name).is_file(), name
     rows = {}
-    for line in (run / "eval.txt").read_text().splitlines()[2:]:
+    lines = (run / "eval.txt").read_text().splitlines()
+    assert lines[-1].startswith("straightness")  # reported under the table
+    for line in lines[2:-1]:
         parts = line.replace("noise floor", "floor").split()
         rows[(parts[0], parts[1])] = float(parts[3])
     floor = rows[("floor", "-")]
