@@ -159,12 +159,28 @@ def sample(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    interpolate: Annotated[
+        Path | None,
+        typer.Option(
+            help="A .csv/.npy file: write --num points between its first two rows instead "
+            "(encode, slerp in noise space, decode)."
+        ),
+    ] = None,
 ) -> None:
     """Draw samples from a trained run (EMA weights) and write them atomically."""
     from flowmatch.runs import sample_run
 
     method = _method_list(method, "--method")[0] if method is not None else None
-    sample_run(run_dir, out, num=num, steps=steps, method=method, seed=seed, echo=typer.echo)
+    sample_run(
+        run_dir,
+        out,
+        num=num,
+        steps=steps,
+        method=method,
+        seed=seed,
+        interpolate=interpolate,
+        echo=typer.echo,
+    )
 
 
 @app.command(name="eval")

@@ -40,11 +40,15 @@ def sample_run(
     steps: int | None = None,
     method: str | None = None,
     seed: int = 0,
+    interpolate: str | Path | None = None,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Sample a trained run (EMA weights) from its source and write the points atomically.
 
     Table data is mapped back to its original units with the run's stored standardization.
+    With ``interpolate``, the output is instead ``num`` points on the path between the first
+    two rows of that data file through noise space (:func:`~flowmatch.sampling.interpolate`:
+    encode, slerp, decode; the run's source must be N(0, I)).
 
     Args:
         run_dir: the run (or its ``model/``) directory.
@@ -55,11 +59,13 @@ def sample_run(
         method: solver method; None: the run's ``sample.method`` (midpoint without one), e.g.
             euler for a distilled one-step run.
         seed: seed of the source draws.
+        interpolate: a ``.csv``/``.npy`` data file whose first two rows are interpolated.
         echo: where the summary line goes.
 
     Raises:
-        DataError: an output suffix that is not supported.
-        ModelFileError: an unloadable run.
+        DataError: an output suffix that is not supported, or an interpolation file with
+            fewer than 2 rows or the wrong number of columns.
+        ModelFileError: an unloadable run, or interpolation with a source other than N(0, I).
     """
     out = Path(out)
     if out.suffix not in (*TABLE_SUFFIXES, ".png"):
@@ -73,20 +79,58 @@ def sample_run(
         defaults = load_config(run_cfg).sample if run_cfg.is_file() else None
         steps = steps if steps is not None else (defaults.steps if defaults else 16)
         method = method if method is not None else (defaults.method if defaults else "midpoint")
-    x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
-    with torch.no_grad():
-        res = solve_ode(model_velocity(model), x0, steps=steps, method=method)
-    x = res.x
+    standardizer = None
     if model.spec.get("standardizer") is not None:
-        x = Standardizer.from_dict(model.spec["standardizer"]).inverse(x)
+        standardizer = Standardizer.from_dict(model.spec["standardizer"])
+    if interpolate is not None:
+        x, what = _interpolants(model, Path(interpolate), standardizer, num, steps, method)
+    else:
+        x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            res = solve_ode(model_velocity(model), x0, steps=steps, method=method)
+        x, what = res.x, f"samples ({method}, NFE {res.nfe})"
+    if standardizer is not None:
+        x = standardizer.inverse(x)
     if out.suffix == ".png":
         from flowmatch import viz
 
-        viz.scatter(x, out, title=f"{method}, NFE {res.nfe}")
+        viz.scatter(x, out, title=what)
     else:
         save_table(out, x, model.spec.get("columns"))
-    echo(f"wrote {num} samples to {out} ({method}, NFE {res.nfe})")
+    echo(f"wrote {num} {what} to {out}")
     return out
+
+
+def _interpolants(
+    model: torch.nn.Module,
+    data_file: Path,
+    standardizer: Standardizer | None,
+    num: int,
+    steps: int,
+    method: str,
+) -> tuple[torch.Tensor, str]:
+    """``num`` points between the first two rows of a data file (model units)."""
+    from flowmatch.sampling import interpolate
+
+    if model.spec.get("source") is not None:
+        raise ModelFileError(
+            f"interpolation slerps in N(0, I) noise space; this model's source is "
+            f"{model.spec['source']!r}"
+        )
+    if num < 2:
+        raise DataError(f"--num: interpolation needs at least 2 points, got {num}")
+    table = load_table(data_file)
+    dim = model.spec["arch"]["dim"]
+    if table.data.shape[0] < 2 or table.data.shape[1] != dim:
+        raise DataError(
+            f"{data_file}: expected at least 2 rows of {dim} columns to interpolate between, "
+            f"got {table.data.shape[0]} rows of {table.data.shape[1]}"
+        )
+    ends = table.data[:2].float()
+    if standardizer is not None:
+        ends = standardizer.transform(ends).float()
+    x = interpolate(model, ends[0], ends[1], num=num, steps=steps, method=method)
+    return x, f"interpolants between rows 1 and 2 of {data_file.name} ({method} decoding)"
 
 
 def evaluate_run(
