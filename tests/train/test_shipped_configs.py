@@ -12,7 +12,7 @@ CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 def test_there_are_configs():
     names = {p.stem for p in CONFIGS}
-    assert {"checkerboard", "8gaussians", "8gaussians_to_moons", "wine"} <= names
+    assert {"checkerboard", "checkerboard_ot", "8gaussians", "8gaussians_to_moons", "wine"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
