@@ -256,6 +256,13 @@ def likelihood(
     rtol: Annotated[float, typer.Option(min=0.0, help="dopri5 relative tolerance.")] = 1e-5,
     batch_size: Annotated[int, typer.Option(min=1, help="Points per solve.")] = 1000,
     seed: Annotated[int, typer.Option(min=0, help="Seed of the Hutchinson probes.")] = 0,
+    per_point_tolerance: Annotated[
+        bool,
+        typer.Option(
+            help="Make every point meet the dopri5 tolerances (not just the batch's RMS); "
+            "more steps, per-point values independent of --batch-size."
+        ),
+    ] = False,
     out: Annotated[
         Path | None, typer.Option(help="Per-point log_prob and std_err (.csv or .npy).")
     ] = None,
@@ -275,6 +282,7 @@ def likelihood(
         rtol=rtol,
         batch_size=batch_size,
         seed=seed,
+        error_norm="per_sample" if per_point_tolerance else "batch",
         out=out,
         progress=progress,
         echo=typer.echo,

@@ -320,6 +320,7 @@ def likelihood_run(
     rtol: float = 1e-5,
     batch_size: int = 1000,
     seed: int = 0,
+    error_norm: str = "batch",
     out: str | Path | None = None,
     progress: bool = True,
     echo: Callable[[str], None] = print,
@@ -338,6 +339,8 @@ def likelihood_run(
         atol, rtol: dopri5 tolerances.
         batch_size: points per solve.
         seed: seed of the Hutchinson probes.
+        error_norm: dopri5's error measure, ``batch`` or ``per_sample`` (see
+            :func:`~flowmatch.solvers.solve_ode`).
         out: optional ``.csv``/``.npy`` file of per-point ``log_prob`` and ``std_err``, written
             atomically once every point is done.
         progress: show a progress bar.
@@ -386,6 +389,7 @@ def likelihood_run(
                 source_log_prob=log_p0,
                 generator=generator,
                 return_result=True,
+                error_norm=error_norm,
             )
             log_probs.append(res.log_prob + log_jacobian)
             std_errs.append(res.std_err)
