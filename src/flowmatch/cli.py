@@ -259,8 +259,8 @@ def likelihood(
     per_point_tolerance: Annotated[
         bool,
         typer.Option(
-            help="Make every point meet the dopri5 tolerances (not just the batch's RMS); "
-            "more steps, per-point values independent of --batch-size."
+            help="Hold every point's step error to the dopri5 tolerances (not just the "
+            "batch's RMS); more steps."
         ),
     ] = False,
     out: Annotated[

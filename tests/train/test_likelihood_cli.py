@@ -173,3 +173,17 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, run, point
     assert code == 2 and len(lines) == 1 and "ll.txt" in lines[0], err
     assert not (tmp_path / "ll.txt").exists()
     assert not [p for p in tmp_path.iterdir() if p.suffix == ".csv" and p.name.startswith("o")]
+
+
+def test_per_point_tolerance(tmp_path, run, points, capsys):
+    """--per-point-tolerance runs dopri5 with the per-sample error norm: the printed NLL and the
+    per-point file equal the API's values with error_norm="per_sample" (the same batch)."""
+    _, npy, _ = points
+    out = tmp_path / "pp.npy"
+    argv = ["likelihood", run, npy, "--per-point-tolerance", "--out", out, "--no-progress"]
+    code, text, err = cli(argv, capsys)
+    assert code == 0, err
+    x = fm.data.load_table(npy).data
+    ref = fm.log_likelihood(fm.load(run), x, error_norm="per_sample")
+    np.testing.assert_allclose(np.load(out)[:, 0], ref.numpy(), rtol=0, atol=1e-6)
+    assert printed_nll(text) == pytest.approx(-ref.mean().item(), abs=1e-4)
