@@ -7,9 +7,10 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the 
     >>> x1 = fm.sample(model, torch.randn(1000, 2), steps=8, method="midpoint")
 """
 
-from flowmatch import couplings, metrics, models, oracle, rectify, schedules, time
+from flowmatch import couplings, meanflow, metrics, models, oracle, rectify, schedules, time
 from flowmatch.likelihood import log_likelihood
 from flowmatch.loss import FlowMatchingLoss
+from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.files import load
 from flowmatch.paths import AffinePath, PathSample
 from flowmatch.sampling import encode, interpolate, model_velocity, sample
@@ -20,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AffinePath",
     "FlowMatchingLoss",
+    "MeanFlowLoss",
     "ODESolution",
     "PathSample",
     "__version__",
@@ -28,6 +30,7 @@ __all__ = [
     "interpolate",
     "load",
     "log_likelihood",
+    "meanflow",
     "metrics",
     "model_velocity",
     "models",

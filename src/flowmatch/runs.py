@@ -13,8 +13,7 @@ import torch
 
 from flowmatch.data.tabular import TABLE_SUFFIXES, DataError, Standardizer, load_table, save_table
 from flowmatch.models.files import ModelFileError, load
-from flowmatch.sampling import model_velocity
-from flowmatch.solvers import solve_ode
+from flowmatch.sampling import generate
 from flowmatch.train.config import load_config
 from flowmatch.train.data import draw_source, load_run_data
 from flowmatch.train.evaluate import (
@@ -87,8 +86,9 @@ def sample_run(
     else:
         x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
         with torch.no_grad():
-            res = solve_ode(model_velocity(model), x0, steps=steps, method=method)
-        x, what = res.x, f"samples ({method}, NFE {res.nfe})"
+            res = generate(model, x0, steps=steps, method=method)
+        how = "average velocity" if getattr(model, "two_times", False) else method
+        x, what = res.x, f"samples ({how}, NFE {res.nfe})"
     if standardizer is not None:
         x = standardizer.inverse(x)
     if out.suffix == ".png":

@@ -13,9 +13,9 @@ from torch import Tensor, nn
 
 from flowmatch.models.base import call_model
 from flowmatch.paths import PREDICTION_KINDS, AffinePath
-from flowmatch.solvers import solve_ode
+from flowmatch.solvers import ODESolution, solve_ode
 
-__all__ = ["encode", "interpolate", "model_velocity", "sample", "slerp"]
+__all__ = ["encode", "generate", "interpolate", "model_velocity", "sample", "slerp"]
 
 
 def _resolve(
@@ -83,8 +83,14 @@ def sample(
     times: Tensor | None = None,
     atol: float = 1e-5,
     rtol: float = 1e-5,
+    average: bool | None = None,
 ) -> Tensor:
     """Generate data by integrating the model's flow from noise x0 (t=0) to data (t=1).
+
+    A MeanFlow model (one that takes two times, ``model.two_times``) is sampled with its
+    average velocity instead: ``steps`` jumps x_{k+1} = x_k + h u(x_k, t_k, t_{k+1}), one
+    evaluation each, whatever ``method`` says (see :func:`flowmatch.meanflow.sample_average`);
+    ``average=False`` integrates its instantaneous velocity u(x, t, t) with ``method``.
 
     Args:
         model: a trained model (see :func:`model_velocity` for path and prediction).
@@ -96,14 +102,53 @@ def sample(
         cond: conditioning, shape (B, ...).
         times: a custom time grid from 0 to 1 instead of ``steps``.
         atol, rtol: dopri5 tolerances.
+        average: use the average velocity (MeanFlow); None: when the model takes two times.
 
     Returns:
         Samples at t=1, shape (B, *D). Use :func:`model_velocity` with
         :func:`~flowmatch.solvers.solve_ode` for the NFE and the trajectory.
     """
+    if average is None:
+        average = bool(getattr(model, "two_times", False))
+    if average:
+        from flowmatch.meanflow import sample_average
+
+        return sample_average(model, x0, steps=steps if steps is not None else 1, cond=cond)
     velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
     steps = None if times is not None else steps
     return solve_ode(velocity, x0, steps=steps, method=method, times=times, atol=atol, rtol=rtol).x
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    x0: Tensor,
+    *,
+    steps: int | None = 16,
+    method: str = "midpoint",
+    cond: Tensor | None = None,
+    return_trajectory: bool = False,
+) -> ODESolution:
+    """Samples of a model with the NFE (and trajectory): the one sampler runs, evaluation and
+    plots use. A two-time (MeanFlow) model takes ``steps`` average-velocity jumps (``method``
+    does not apply); any other model is integrated with ``solve_ode(model_velocity(model))``.
+
+    Returns:
+        :class:`~flowmatch.solvers.ODESolution` (x at t=1, exact NFE, optional trajectory).
+    """
+    if getattr(model, "two_times", False):
+        from flowmatch.meanflow import solve_average
+
+        return solve_average(
+            model, x0, steps=steps or 1, cond=cond, return_trajectory=return_trajectory
+        )
+    return solve_ode(
+        model_velocity(model, cond=cond),
+        x0,
+        steps=steps,
+        method=method,
+        return_trajectory=return_trajectory,
+    )
 
 
 @torch.no_grad()

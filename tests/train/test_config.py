@@ -45,7 +45,7 @@ model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, i
 path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 80.0, n: 3.0}
 coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1, sigma: 0.0}
 time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0, value: 0.5}
-objective: {prediction: x1}
+objective: {name: meanflow, prediction: x1, ratio_distinct: 0.5, adaptive_p: 0.5}
 optim:
   lr: 3e-4
   weight_decay: 1.0e-2

@@ -184,3 +184,31 @@ def test_sample_interpolate_between_two_rows(tmp_path, capsys):
     bad = ["sample", tmp_path / "run", "--interpolate", tmp_path / "one.npy"]
     code, _, err = cli([*bad, "--out", tmp_path / "x.npy"], capsys)
     assert code == 2 and "at least 2 rows" in err and not (tmp_path / "x.npy").exists()
+
+
+def test_meanflow_objective_trains_samples_and_evaluates(tmp_path, capsys):
+    """objective.name=meanflow: a two-time model, sampled by average-velocity jumps everywhere
+    (sample, eval); incompatible settings are named config errors."""
+    run = tmp_path / "mf"
+    train(run, ["objective.name=meanflow", "sample.steps=1"], steps=20)
+    model = fm.load(run)
+    assert model.two_times and model.spec["arch"]["two_times"] is True
+    code, out, err = cli(["sample", run, "--num", 20, "--out", tmp_path / "s.npy"], capsys)
+    assert code == 0 and "(average velocity, NFE 1)" in out, err
+    code, out, err = cli(
+        ["eval", run, "--steps", "1,2", "--methods", "euler,midpoint", "--draws", 1, "--num", 100],
+        capsys,
+    )
+    assert code == 0, err
+    assert "average" in out and "euler" not in out.split("straightness")[0]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("objective: {name: meanflow}\ntrain: {steps: 2}\n")
+    for override, key in (
+        ("objective.prediction=x1", "objective.prediction"),
+        ("coupling.name=minibatch_ot", "coupling.name"),
+        ("path.schedule=cosine", "path.schedule"),
+    ):
+        argv = ["train", cfg, "--out", tmp_path / "bad", "--set", override, "--no-progress"]
+        code, _, err = cli(argv, capsys)
+        assert code == 2 and key in err and "meanflow" in err, err
+        assert not (tmp_path / "bad").exists()

@@ -29,9 +29,12 @@ class MLP(nn.Module):
         depth: number of hidden layers, >= 1.
         activation: silu, gelu, relu or tanh.
         time_embed_dim: size of the sinusoidal time embedding (even).
+        two_times: also embed the length ``t_end - t`` of an averaging interval (MeanFlow
+            models: ``model(x, t, t_end=e)`` is the average velocity from time t, where x is,
+            to time e; ``t_end=None`` means e = t, the instantaneous velocity).
 
     Shapes:
-        x (B, D), t (B,) -> (B, D).
+        x (B, D), t (B,) [, t_end (B,)] -> (B, D).
 
     Example:
         >>> model = MLP(dim=2, hidden=256, depth=3)
@@ -47,6 +50,7 @@ class MLP(nn.Module):
         *,
         activation: str = "silu",
         time_embed_dim: int = 64,
+        two_times: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
@@ -55,19 +59,25 @@ class MLP(nn.Module):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.dim = dim
+        self.two_times = bool(two_times)
         self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)
         layers: list[nn.Module] = []
-        width = dim + time_embed_dim
+        width = dim + time_embed_dim * (2 if two_times else 1)
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
             width = hidden
         layers.append(nn.Linear(width, dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, *, t_end: Tensor | None = None) -> Tensor:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
-        h = torch.cat([x, self.time_embed(t).to(x.dtype)], dim=1)
-        return self.net(h)
+        parts = [x, self.time_embed(t).to(x.dtype)]
+        if self.two_times:
+            gap = torch.zeros_like(t) if t_end is None else t_end - t
+            parts.append(self.time_embed(gap).to(x.dtype))
+        elif t_end is not None:
+            raise ValueError("t_end needs a two_times model (MLP(..., two_times=True))")
+        return self.net(torch.cat(parts, dim=1))

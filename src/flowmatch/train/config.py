@@ -300,13 +300,21 @@ class TimeConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    """What the network predicts.
+    """What the network learns.
 
     Attributes:
+        name: flow_matching (the CFM regression) | meanflow (the average velocity of
+            `flowmatch.meanflow`, sampled in one or a few jumps; velocity prediction, linear
+            path and independent coupling only).
         prediction: velocity | x1 | x0 | epsilon.
+        ratio_distinct: meanflow: fraction of points with two distinct times, in [0, 1].
+        adaptive_p: meanflow: power of the adaptive loss weight (0: plain squared error).
     """
 
+    name: Literal["flow_matching", "meanflow"] = "flow_matching"
     prediction: Literal["velocity", "x1", "x0", "epsilon"] = "velocity"
+    ratio_distinct: Annotated[_Float, Field(ge=0, le=1)] = 0.25
+    adaptive_p: Annotated[_Float, Field(ge=0)] = 1.0
 
 
 class OptimConfig(_Section):

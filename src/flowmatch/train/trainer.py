@@ -25,6 +25,7 @@ from torch import nn
 from flowmatch.atomic import atomic_path
 from flowmatch.couplings import Coupling, Independent, MinibatchOT, Pairs, SchrodingerBridge
 from flowmatch.loss import FlowMatchingLoss
+from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.files import ModelFileError, build_model, build_path, load, save_model
 from flowmatch.time import Constant, LogitNormal, Shifted, TimeSampler, Uniform
 from flowmatch.train import distributed
@@ -140,6 +141,7 @@ def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "depth": m.depth,
             "activation": m.activation,
             "time_embed_dim": m.time_embed_dim,
+            **({"two_times": True} if cfg.objective.name == "meanflow" else {}),
         },
         "path": _path_spec(cfg),
         "prediction": cfg.objective.prediction,
@@ -233,6 +235,17 @@ class Trainer:
                 f"'independent', got {cfg.coupling.name!r}",
                 key="coupling.name",
             )
+        if cfg.objective.name == "meanflow":
+            for key, value, wanted in (
+                ("objective.prediction", cfg.objective.prediction, "velocity"),
+                ("path.schedule", cfg.path.schedule, "linear"),
+                ("coupling.name", cfg.coupling.name, "independent"),
+            ):
+                if value != wanted:
+                    raise ConfigError(
+                        f"config: {key}: objective meanflow needs {wanted!r}, got {value!r}",
+                        key=key,
+                    )
         if cfg.coupling.name == "schrodinger_bridge":
             if cfg.objective.prediction != "velocity":
                 raise ConfigError(
@@ -316,12 +329,20 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, _lr_lambda(cfg.optim.warmup_steps, cfg.train.steps)
         )
-        self.loss_fn = FlowMatchingLoss(
-            self.path,
-            coupling=_coupling(cfg),
-            time_sampler=_time_sampler(cfg),
-            prediction=cfg.objective.prediction,
-        )
+        self.loss_fn: Any
+        if cfg.objective.name == "meanflow":
+            self.loss_fn = MeanFlowLoss(
+                time_sampler=_time_sampler(cfg),
+                ratio_distinct=cfg.objective.ratio_distinct,
+                adaptive_p=cfg.objective.adaptive_p,
+            )
+        else:
+            self.loss_fn = FlowMatchingLoss(
+                self.path,
+                coupling=_coupling(cfg),
+                time_sampler=_time_sampler(cfg),
+                prediction=cfg.objective.prediction,
+            )
         self.gen = torch.Generator(device=dev).manual_seed(
             cfg.train.seed * 1000 + DATA_STREAM + self.dist.rank
         )
@@ -640,20 +661,13 @@ class Trainer:
 
     def _plots_2d(self) -> None:
         from flowmatch import viz
-        from flowmatch.sampling import model_velocity
-        from flowmatch.solvers import solve_ode
+        from flowmatch.sampling import generate
 
         g = torch.Generator().manual_seed(self.cfg.train.seed + 11)
         n = min(self.cfg.eval.num_samples, 5000)
         x0 = self.data.draw_source(n, g).to(self.dist.device)
         s = self.cfg.sample
-        res = solve_ode(
-            model_velocity(self.ema.module),
-            x0,
-            steps=s.steps,
-            method=s.method,
-            return_trajectory=True,
-        )
+        res = generate(self.ema.module, x0, steps=s.steps, method=s.method, return_trajectory=True)
         reference = self.data.holdout[:n]
         viz.scatter(
             res.x.cpu(),

@@ -1,0 +1,182 @@
+"""MeanFlow: train the average velocity of a flow, and sample in one or a few steps.
+
+Reference: Geng et al. 2025, "Mean Flows for One-step Generative Modeling". Their time runs
+from data (0) to noise (1); here, as everywhere in flowmatch, t=0 is the source (noise) and
+t=1 the data, and the average velocity is anchored at the *start* of the interval:
+
+    u(x_r, r, t) = 1 / (t - r) * integral_r^t v(x_s, s) ds,   so   x_t = x_r + (t - r) u(x_r, r, t)
+
+for r <= t along a trajectory of dx/ds = v. Differentiating (t - r) u(x_r, r, t) in r gives
+the **MeanFlow identity in this time direction**
+
+    u(x_r, r, t) = v(x_r, r) + (t - r) d/dr u(x_r, r, t),
+    d/dr u = v(x_r, r) . grad_x u + partial_r u,
+
+a total derivative along the trajectory: the Jacobian-vector product of u with the tangent
+(v, 1, 0) in (x, r, t). The loss regresses u_theta(x_r, r, t) on the stop-gradient target
+v + (t - r) * JVP, with v the conditional velocity x1 - x0 of the linear path; at r = t it is
+plain flow matching. A model takes both times as ``model(x, r, t_end=t)`` (e.g.
+``fm.models.MLP(..., two_times=True)``); ``model(x, r)`` is then its instantaneous velocity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from flowmatch.solvers import ODESolution
+from flowmatch.time import LogitNormal, TimeSampler
+
+__all__ = ["MeanFlowLoss", "meanflow_target", "sample_average", "solve_average"]
+
+
+def _call(model: nn.Module, x: Tensor, r: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
+    if cond is None:
+        return model(x, r, t_end=t)
+    return model(x, r, t_end=t, cond=cond)
+
+
+def meanflow_target(
+    model: nn.Module,
+    x_r: Tensor,
+    r: Tensor,
+    t: Tensor,
+    v: Tensor,
+    *,
+    cond: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The model's average velocity and its MeanFlow regression target.
+
+    Args:
+        model: called as ``model(x, r, t_end=t)`` (and ``cond=``), returning (B, *D).
+        x_r: states at the start times, shape (B, *D).
+        r, t: start and end times, shape (B,), r <= t.
+        v: the velocity at (x_r, r) the identity uses, shape (B, *D).
+        cond: conditioning, shape (B, ...).
+
+    Returns:
+        ``(u, target)``: u_theta(x_r, r, t) (differentiable) and the detached target
+        v + (t - r) d/dr u, with d/dr u = JVP of u along the tangent (v, 1, 0).
+    """
+
+    def fn(x: Tensor, rr: Tensor, tt: Tensor) -> Tensor:
+        return _call(model, x, rr, tt, cond)
+
+    u, du_dr = torch.func.jvp(fn, (x_r, r, t), (v, torch.ones_like(r), torch.zeros_like(t)))
+    gap = (t - r).reshape((-1,) + (1,) * (x_r.ndim - 1))
+    return u, (v + gap * du_dr).detach()
+
+
+class MeanFlowLoss:
+    """The MeanFlow objective on the linear path x_r = r x1 + (1 - r) x0.
+
+    Two times are drawn per point from ``time_sampler`` and ordered (r <= t); for a fraction
+    ``1 - ratio_distinct`` of the points t is set to r (plain flow matching, which anchors the
+    instantaneous velocity). The squared error ||u - target||^2 per point is weighted by
+    1 / (||u - target||^2 + c)^p (stop-gradient), the adaptive weighting of the paper; p = 0
+    is the plain mean squared error.
+
+    Args:
+        time_sampler: draws the times; logit-normal(-0.4, 1) by default (the paper's).
+        ratio_distinct: fraction of points with r != t, in [0, 1] (the paper uses 0.25).
+        adaptive_p: power p of the adaptive weight, >= 0.
+        adaptive_c: its constant c, > 0.
+
+    Example:
+        >>> model = fm.models.MLP(dim=2, two_times=True)
+        >>> loss = MeanFlowLoss()(model, x1)
+    """
+
+    def __init__(
+        self,
+        *,
+        time_sampler: TimeSampler | None = None,
+        ratio_distinct: float = 0.25,
+        adaptive_p: float = 1.0,
+        adaptive_c: float = 1e-3,
+    ) -> None:
+        if not 0.0 <= ratio_distinct <= 1.0:
+            raise ValueError(f"ratio_distinct must be in [0, 1], got {ratio_distinct!r}")
+        if not adaptive_p >= 0.0:
+            raise ValueError(f"adaptive_p must be >= 0, got {adaptive_p!r}")
+        if not adaptive_c > 0.0:
+            raise ValueError(f"adaptive_c must be > 0, got {adaptive_c!r}")
+        self.time_sampler = time_sampler if time_sampler is not None else LogitNormal(-0.4, 1.0)
+        self.ratio_distinct = float(ratio_distinct)
+        self.adaptive_p = float(adaptive_p)
+        self.adaptive_c = float(adaptive_c)
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x1: Tensor,
+        *,
+        cond: Tensor | None = None,
+        x0: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The loss on one batch (a scalar); x0 ~ N(0, I) unless given, shape of x1."""
+        if x1.ndim < 2:
+            raise ValueError(f"x1 must have shape (B, *D), got {tuple(x1.shape)}")
+        if x0 is None:
+            x0 = torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
+        elif x0.shape != x1.shape:
+            raise ValueError(
+                f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+            )
+        b = x1.shape[0]
+        kw = {"device": x1.device, "dtype": x1.dtype, "generator": generator}
+        a, c = self.time_sampler(b, **kw), self.time_sampler(b, **kw)
+        r, t = torch.minimum(a, c), torch.maximum(a, c)
+        same = torch.rand(b, **kw) >= self.ratio_distinct
+        t = torch.where(same, r, t)
+        shape = (-1,) + (1,) * (x1.ndim - 1)
+        x_r = r.reshape(shape) * x1 + (1 - r.reshape(shape)) * x0
+        u, target = meanflow_target(model, x_r, r, t, x1 - x0, cond=cond)
+        err = (u - target).flatten(1).pow(2).sum(1)
+        if self.adaptive_p > 0:
+            err = err / (err.detach() + self.adaptive_c) ** self.adaptive_p
+        return err.mean()
+
+
+@torch.no_grad()
+def solve_average(
+    model: nn.Module,
+    x0: Tensor,
+    *,
+    steps: int = 1,
+    cond: Tensor | None = None,
+    return_trajectory: bool = False,
+) -> ODESolution:
+    """Average-velocity jumps x_{k+1} = x_k + h u(x_k, t_k, t_{k+1}) on a uniform grid from 0
+    to 1, as an :class:`~flowmatch.solvers.ODESolution` (NFE = steps)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    grid = torch.linspace(0.0, 1.0, steps + 1, dtype=x0.dtype, device=x0.device)
+    x = x0
+    states = [x] if return_trajectory else None
+    for k in range(steps):
+        r = grid[k].expand(x.shape[0])
+        t = grid[k + 1].expand(x.shape[0])
+        x = x + (grid[k + 1] - grid[k]) * _call(model, x, r, t, cond)
+        if states is not None:
+            states.append(x)
+    trajectory = torch.stack(states) if states is not None else None
+    return ODESolution(x=x, nfe=steps, times=grid, trajectory=trajectory)
+
+
+def sample_average(
+    model: nn.Module, x0: Tensor, *, steps: int = 1, cond: Tensor | None = None
+) -> Tensor:
+    """Sample with the average velocity: x_{k+1} = x_k + h u(x_k, t_k, t_{k+1}), NFE = steps.
+
+    Args:
+        model: a MeanFlow model, ``model(x, r, t_end=t)``.
+        x0: source points at t=0, shape (B, *D).
+        steps: uniform steps from 0 to 1 (1 = one-step generation).
+        cond: conditioning, shape (B, ...).
+
+    Returns:
+        Samples at t=1, shape (B, *D).
+    """
+    return solve_average(model, x0, steps=steps, cond=cond).x
