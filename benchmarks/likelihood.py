@@ -30,13 +30,12 @@ from typing import Any
 import torch
 
 import flowmatch as fm
-from flowmatch.atomic import atomic_path
 from flowmatch.data.toy2d import sample_toy
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_overhead import machine_facts, replace_section
+from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION_HEADER = "## Likelihood (CPU)"
@@ -180,10 +179,7 @@ def main(argv: Sequence[str] | None = None) -> str:
     costs = cost_rows((2, 64), 100 if args.quick else 1000)
     section = render(rows, costs, args)
     print(section)
-    results = Path(args.results)
-    text = results.read_text() if results.is_file() else "# Benchmark results\n"
-    with atomic_path(results) as tmp:
-        tmp.write_text(replace_section(text, section.rstrip("\n") + "\n", SECTION_HEADER))
+    write_section(args.results, section, SECTION_HEADER)
     return section
 
 

@@ -44,7 +44,7 @@ from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from straightness import DATASETS, base_config
-from train_overhead import machine_facts, replace_section
+from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION_HEADER = "## One-step (CPU)"
@@ -187,10 +187,7 @@ def render(args: argparse.Namespace) -> str:
         )
     section = "\n".join(lines) + "\n"
     print(section)
-    path = Path(args.results)
-    text = path.read_text() if path.is_file() else "# Benchmark results\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(replace_section(text, section, SECTION_HEADER))
+    write_section(args.results, section, SECTION_HEADER)
     return section
 
 

@@ -50,7 +50,7 @@ from flowmatch.train.evaluate import evaluate, model_straightness, noise_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_overhead import machine_facts, replace_section
+from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION_HEADER = "## Straightness (CPU)"
@@ -332,17 +332,14 @@ def render(args: argparse.Namespace) -> None:
         ]
     )
     print(section)
-    results_path = Path(args.results)
-    text = results_path.read_text() if results_path.is_file() else "# Benchmark results\n"
-    with atomic_path(results_path) as tmp:
-        tmp.write_text(replace_section(text, section, SECTION_HEADER))
+    write_section(args.results, section, SECTION_HEADER)
     viz.trajectory_grid(
         panels,
         args.plot,
         row_titles=row_titles,
         title="trajectories from the source (t=0, blue) to samples (t=1)",
     )
-    print(f"wrote {results_path} and {args.plot}")
+    print(f"wrote {args.results} and {args.plot}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -526,11 +526,12 @@ def replace_section(text: str, section: str, header: str = SECTION_HEADER) -> st
     return "".join(lines[:start]) + section + ("\n" + after if after else "")
 
 
-def write_section(path: str | os.PathLike[str], section: str) -> None:
-    """Write ``section`` into the Markdown file at ``path`` atomically (temp file + replace)."""
+def write_section(path: str | os.PathLike[str], section: str, header: str = SECTION_HEADER) -> None:
+    """Write ``section`` (starting at the line ``header``) into the Markdown file at ``path``
+    atomically (temp file + replace); the other benchmarks write their sections with it too."""
     path = Path(path)
     old = path.read_text() if path.exists() else ""
-    new = replace_section(old, section)
+    new = replace_section(old, section, header)
     with atomic_path(path) as tmp:
         tmp.write_text(new)
 
