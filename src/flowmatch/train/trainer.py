@@ -100,11 +100,6 @@ def _coupling(cfg: RunConfig) -> Coupling:
     return Independent()
 
 
-def _resolve(path: str, base_dir: str | Path) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else Path(base_dir) / p
-
-
 def _absolute_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
     """The config with data.path, data.pairs and model.init made absolute, so the run's
     ``config.yaml`` still finds them from any working directory (eval, reflow, resume)."""
@@ -113,7 +108,7 @@ def _absolute_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
     for section, key in (("data", "path"), ("data", "pairs"), ("model", "init")):
         value = raw[section].get(key)
         if value is not None and not Path(value).is_absolute():
-            raw[section][key] = str(_resolve(value, base_dir).resolve())
+            raw[section][key] = str((Path(base_dir) / value).resolve())
             changed = True
     return config_from_dict(raw) if changed else cfg
 
@@ -220,8 +215,8 @@ class Trainer:
                 )
         # Everything that can fail on bad input happens before the run directory is touched.
         self.data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=base_dir)
-        self.pairs = self._load_pairs(cfg, base_dir)
-        self.init_state = self._load_init(cfg, base_dir)
+        self.pairs = self._load_pairs(cfg)  # their paths are absolute by now
+        self.init_state = self._load_init(cfg)
         self.dist = distributed.setup(cfg.train.device)
         self.echo = echo if self.dist.is_main else (lambda _msg: None)
         if overwrite and not resume and self.dist.is_main and self.out.exists():
@@ -265,13 +260,13 @@ class Trainer:
                 key="train.precision",
             )
 
-    def _load_pairs(self, cfg: RunConfig, base_dir: str | Path) -> Pairs | None:
+    def _load_pairs(self, cfg: RunConfig) -> Pairs | None:
         if cfg.data.pairs is None:
             return None
         from flowmatch.data.tabular import DataError
         from flowmatch.rectify import load_pairs
 
-        path = _resolve(cfg.data.pairs, base_dir)
+        path = Path(cfg.data.pairs)
         pairs = load_pairs(path)
         if tuple(pairs.x0.shape[1:]) != (self.data.dim,):
             raise DataError(
@@ -280,10 +275,10 @@ class Trainer:
             )
         return Pairs(pairs.x0.float(), pairs.x1.float(), pairs.cond)
 
-    def _load_init(self, cfg: RunConfig, base_dir: str | Path) -> dict[str, torch.Tensor] | None:
+    def _load_init(self, cfg: RunConfig) -> dict[str, torch.Tensor] | None:
         if cfg.model.init is None:
             return None
-        path = _resolve(cfg.model.init, base_dir)
+        path = Path(cfg.model.init)
         try:
             source = load(path)
         except ModelFileError as err:
