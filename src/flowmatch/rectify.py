@@ -78,10 +78,8 @@ def save_pairs(path: str | Path, pairs: Pairs, metadata: dict[str, str] | None =
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {"x0": pairs.x0.detach().cpu().contiguous(), "x1": pairs.x1.detach().cpu()}
-    tensors["x1"] = tensors["x1"].contiguous()
-    if pairs.cond is not None:
-        tensors["cond"] = pairs.cond.detach().cpu().contiguous()
+    named = {"x0": pairs.x0, "x1": pairs.x1, "cond": pairs.cond}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in named.items() if v is not None}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
     return path

@@ -85,8 +85,7 @@ def sample_run(
         x, what = _interpolants(model, Path(interpolate), standardizer, num, steps, method)
     else:
         x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            res = generate(model, x0, steps=steps, method=method)
+        res = generate(model, x0, steps=steps, method=method)
         how = "average velocity" if getattr(model, "two_times", False) else method
         x, what = res.x, f"samples ({how}, NFE {res.nfe})"
     if standardizer is not None:

@@ -105,18 +105,21 @@ def sample(
         average: use the average velocity (MeanFlow); None: when the model takes two times.
 
     Returns:
-        Samples at t=1, shape (B, *D). Use :func:`model_velocity` with
-        :func:`~flowmatch.solvers.solve_ode` for the NFE and the trajectory.
+        Samples at t=1, shape (B, *D). :func:`generate` also gives the NFE and trajectory.
     """
-    if average is None:
-        average = bool(getattr(model, "two_times", False))
-    if average:
-        from flowmatch.meanflow import sample_average
-
-        return sample_average(model, x0, steps=steps if steps is not None else 1, cond=cond)
-    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
-    steps = None if times is not None else steps
-    return solve_ode(velocity, x0, steps=steps, method=method, times=times, atol=atol, rtol=rtol).x
+    return generate(
+        model,
+        x0,
+        steps=steps,
+        method=method,
+        path=path,
+        prediction=prediction,
+        cond=cond,
+        times=times,
+        atol=atol,
+        rtol=rtol,
+        average=average,
+    ).x
 
 
 @torch.no_grad()
@@ -126,27 +129,46 @@ def generate(
     *,
     steps: int | None = 16,
     method: str = "midpoint",
+    path: AffinePath | None = None,
+    prediction: str | None = None,
     cond: Tensor | None = None,
+    times: Tensor | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    average: bool | None = None,
     return_trajectory: bool = False,
 ) -> ODESolution:
-    """Samples of a model with the NFE (and trajectory): the one sampler runs, evaluation and
-    plots use. A two-time (MeanFlow) model takes ``steps`` average-velocity jumps (``method``
-    does not apply); any other model is integrated with ``solve_ode(model_velocity(model))``.
+    """Samples of a model with the NFE (and trajectory): the sampler behind :func:`sample`,
+    the evaluation, the plots and ``flowmatch sample``.
+
+    A two-time (MeanFlow) model takes ``steps`` average-velocity jumps (``method``, ``times``
+    and the tolerances do not apply) unless ``average=False``; any other model is integrated
+    with ``solve_ode(model_velocity(model))``. Arguments as in :func:`sample`.
 
     Returns:
         :class:`~flowmatch.solvers.ODESolution` (x at t=1, exact NFE, optional trajectory).
     """
-    if getattr(model, "two_times", False):
+    if average is None:
+        average = bool(getattr(model, "two_times", False))
+    if average:
         from flowmatch.meanflow import solve_average
 
         return solve_average(
-            model, x0, steps=steps or 1, cond=cond, return_trajectory=return_trajectory
+            model,
+            x0,
+            steps=steps if steps is not None else 1,
+            cond=cond,
+            return_trajectory=return_trajectory,
         )
+    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
     return solve_ode(
-        model_velocity(model, cond=cond),
+        velocity,
         x0,
-        steps=steps,
+        steps=None if times is not None else steps,
         method=method,
+        times=times,
+        atol=atol,
+        rtol=rtol,
         return_trajectory=return_trajectory,
     )
 
