@@ -148,3 +148,15 @@ def test_fm_sample_uses_the_average_velocity_of_a_two_time_model():
     ode = fm.sample(model, x0, steps=1, method="euler", average=False)
     with torch.no_grad():
         torch.testing.assert_close(ode, x0 + model(x0, torch.zeros(5)))
+
+
+def test_bad_batches_are_named():
+    """MeanFlowLoss checks its batch like FlowMatchingLoss (the shared loss.source_batch)."""
+    model = fm.models.MLP(dim=2, hidden=8, depth=1, two_times=True)
+    loss = MeanFlowLoss()
+    with pytest.raises(ValueError, match="x1 must have shape"):
+        loss(model, torch.randn(4))
+    with pytest.raises(ValueError, match="x0 and x1"):
+        loss(model, torch.randn(4, 2), x0=torch.randn(3, 2))
+    with pytest.raises(ValueError, match="cond must have one entry"):
+        loss(model, torch.randn(4, 2), cond=torch.zeros(3))

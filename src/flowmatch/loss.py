@@ -15,10 +15,37 @@ from flowmatch.paths import AffinePath
 from flowmatch.schedules import Linear
 from flowmatch.time import TimeSampler, Uniform
 
-__all__ = ["TRAINABLE_PREDICTIONS", "FlowMatchingLoss"]
+__all__ = ["TRAINABLE_PREDICTIONS", "FlowMatchingLoss", "source_batch"]
 
 TRAINABLE_PREDICTIONS: tuple[str, ...] = ("velocity", "x1", "x0", "epsilon")
 """The kinds a model can be trained to predict (``score`` is derived, never regressed)."""
+
+
+def source_batch(
+    x1: Tensor,
+    x0: Tensor | None,
+    cond: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Check a training batch and return its source points: ``x0`` as given, or N(0, I) draws.
+
+    Raises:
+        ValueError: x1 with fewer than 2 dims, x0 of another shape than x1, or cond without
+            one entry per data point.
+    """
+    if x1.ndim < 2:
+        raise ValueError(f"x1 must have shape (B, *D) with at least 2 dims, got {tuple(x1.shape)}")
+    if cond is not None and cond.shape[0] != x1.shape[0]:
+        raise ValueError(
+            f"cond must have one entry per data point ({x1.shape[0]}), got {tuple(cond.shape)}"
+        )
+    if x0 is None:
+        return torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
+    if x0.shape != x1.shape:
+        raise ValueError(
+            f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+        )
+    return x0
 
 
 class FlowMatchingLoss:
@@ -109,20 +136,7 @@ class FlowMatchingLoss:
         Returns:
             Scalar tensor: the mean squared error over batch and data dimensions.
         """
-        if x1.ndim < 2:
-            raise ValueError(
-                f"x1 must have shape (B, *D) with at least 2 dims, got {tuple(x1.shape)}"
-            )
-        if x0 is None:
-            x0 = torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
-        elif x0.shape != x1.shape:
-            raise ValueError(
-                f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
-            )
-        if cond is not None and cond.shape[0] != x1.shape[0]:
-            raise ValueError(
-                f"cond must have one entry per data point ({x1.shape[0]}), got {tuple(cond.shape)}"
-            )
+        x0 = source_batch(x1, x0, cond, generator)
         t = self.time_sampler(x1.shape[0], device=x1.device, dtype=x1.dtype, generator=generator)
         x0, x1, cond = self.coupling(x0, x1, cond, generator=generator)
         if isinstance(self.coupling, SchrodingerBridge):

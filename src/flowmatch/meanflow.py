@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from flowmatch.loss import source_batch
 from flowmatch.solvers import ODESolution
 from flowmatch.time import LogitNormal, TimeSampler
 
@@ -116,14 +117,7 @@ class MeanFlowLoss:
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """The loss on one batch (a scalar); x0 ~ N(0, I) unless given, shape of x1."""
-        if x1.ndim < 2:
-            raise ValueError(f"x1 must have shape (B, *D), got {tuple(x1.shape)}")
-        if x0 is None:
-            x0 = torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
-        elif x0.shape != x1.shape:
-            raise ValueError(
-                f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
-            )
+        x0 = source_batch(x1, x0, cond, generator)
         b = x1.shape[0]
         kw = {"device": x1.device, "dtype": x1.dtype, "generator": generator}
         a, c = self.time_sampler(b, **kw), self.time_sampler(b, **kw)
