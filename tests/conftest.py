@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -13,6 +19,24 @@ import flowmatch as fm
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@contextlib.contextmanager
+def benchmark_module(script: str) -> Iterator[ModuleType]:
+    """Import ``benchmarks/<script>.py`` as a module for the duration of a test; torch's
+    thread count (which the benchmarks set) is restored afterwards."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{script}.py"
+    name = f"_flowmatch_bench_{script}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    threads = torch.get_num_threads()
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "onestep.py"
+from conftest import benchmark_module
 
 
 @pytest.mark.slow
 def test_quick_run_reports_every_method(tmp_path):
-    name = "_flowmatch_bench_onestep"
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    before = torch.get_num_threads()
-    try:
-        spec.loader.exec_module(module)
-        results = tmp_path / "RESULTS.md"
-        results.write_text("# Results\n\n## Other\n\nkeep me\n")
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n## Other\n\nkeep me\n")
+    with benchmark_module("onestep") as module:
         module.main(
             [
                 "--quick",
@@ -37,9 +27,6 @@ def test_quick_run_reports_every_method(tmp_path):
                 str(results),
             ]
         )
-    finally:
-        sys.modules.pop(name, None)
-        torch.set_num_threads(before)
     saved = json.loads((tmp_path / "work" / "checkerboard" / "results.json").read_text())
     assert list(saved["methods"]) == ["fm", "meanflow", "reflow+distill"]
     for facts in saved["methods"].values():

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "straightness.py"
+from conftest import benchmark_module
 
 
 @pytest.fixture
 def bench():
-    name = "_flowmatch_bench_straightness"
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    before = torch.get_num_threads()
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("straightness") as module:
         yield module
-    finally:
-        sys.modules.pop(name, None)
-        torch.set_num_threads(before)
 
 
 @pytest.mark.slow

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_overhead.py"
+from conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    name = "_flowmatch_bench_train_overhead"
-    spec = importlib.util.spec_from_file_location(name, SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("train_overhead") as module:
         yield module
-    finally:
-        sys.modules.pop(name, None)
 
 
 OTHER = "# Benchmark results\n\nIntro line.\n\n## Quality\n\nW2 table here.\n"
