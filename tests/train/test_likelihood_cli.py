@@ -187,3 +187,18 @@ def test_per_point_tolerance(tmp_path, run, points, capsys):
     ref = fm.log_likelihood(fm.load(run), x, error_norm="per_sample")
     np.testing.assert_allclose(np.load(out)[:, 0], ref.numpy(), rtol=0, atol=1e-6)
     assert printed_nll(text) == pytest.approx(-ref.mean().item(), abs=1e-4)
+
+
+def test_source_log_prob_of_each_density_capable_source():
+    """N(0, I), checkerboard (-log 32 on a black square, -inf on a white one) and 8gaussians
+    (a density: its grid integral over [-6, 6]^2 is 1 to 1e-3, the grid's quadrature error)."""
+    from flowmatch.likelihood import standard_normal_log_prob
+    from flowmatch.runs import source_log_prob
+
+    assert source_log_prob(None) is standard_normal_log_prob
+    board = source_log_prob("checkerboard")(torch.tensor([[-3.5, -3.5], [-1.5, -3.5]]))
+    assert board[0].item() == pytest.approx(-math.log(32.0)) and board[1].item() == -math.inf
+    g = torch.linspace(-6, 6, 601, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    mass = source_log_prob("8gaussians")(grid).exp().sum() * (g[1] - g[0]) ** 2
+    assert mass.item() == pytest.approx(1.0, abs=1e-3)
