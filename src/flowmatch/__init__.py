@@ -7,13 +7,23 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the 
     >>> x1 = fm.sample(model, torch.randn(1000, 2), steps=8, method="midpoint")
 """
 
-from flowmatch import couplings, meanflow, metrics, models, oracle, rectify, schedules, time
+from flowmatch import (
+    couplings,
+    diffusion,
+    meanflow,
+    metrics,
+    models,
+    oracle,
+    rectify,
+    schedules,
+    time,
+)
 from flowmatch.likelihood import log_likelihood
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.files import load
 from flowmatch.paths import AffinePath, PathSample
-from flowmatch.sampling import encode, interpolate, model_velocity, sample
+from flowmatch.sampling import encode, generate, interpolate, model_velocity, sample, sample_sde
 from flowmatch.solvers import ODESolution, solve_ode, time_grid
 
 __version__ = "0.1.0"
@@ -26,7 +36,9 @@ __all__ = [
     "PathSample",
     "__version__",
     "couplings",
+    "diffusion",
     "encode",
+    "generate",
     "interpolate",
     "load",
     "log_likelihood",
@@ -37,6 +49,7 @@ __all__ = [
     "oracle",
     "rectify",
     "sample",
+    "sample_sde",
     "schedules",
     "solve_ode",
     "time",

@@ -11,11 +11,34 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from flowmatch.diffusion import DIFFUSION_METHODS, solve_diffusion
 from flowmatch.models.base import call_model
 from flowmatch.paths import PREDICTION_KINDS, AffinePath
+from flowmatch.sde import NoiseScale, solve_sde
 from flowmatch.solvers import ODESolution, solve_ode
 
-__all__ = ["encode", "generate", "interpolate", "model_velocity", "sample", "slerp"]
+__all__ = [
+    "SAMPLE_METHODS",
+    "encode",
+    "generate",
+    "interpolate",
+    "model_velocity",
+    "sample",
+    "sample_sde",
+    "slerp",
+]
+
+SAMPLE_METHODS: tuple[str, ...] = (
+    "euler",
+    "midpoint",
+    "heun",
+    "rk4",
+    "dopri5",
+    "sde",
+    "ddpm",
+    "ddim",
+)
+"""Every sampler of :func:`generate`: the ODE solvers, the SDE (Euler-Maruyama), DDPM, DDIM."""
 
 
 def _resolve(
@@ -84,6 +107,10 @@ def sample(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     average: bool | None = None,
+    eta: float = 0.0,
+    noise: NoiseScale = 1.0,
+    spacing: str = "trailing",
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Generate data by integrating the model's flow from noise x0 (t=0) to data (t=1).
 
@@ -95,14 +122,20 @@ def sample(
     Args:
         model: a trained model (see :func:`model_velocity` for path and prediction).
         x0: source samples, shape (B, *D), usually ``torch.randn``.
-        steps: number of solver steps (NFE = steps x stages: 1 euler, 2 midpoint/heun,
-            4 rk4); for dopri5 may be None.
-        method: euler, midpoint, heun, rk4 or dopri5.
+        steps: number of solver steps (NFE = steps x stages: 1 euler, sde, ddpm and ddim,
+            2 midpoint/heun, 4 rk4); for dopri5 may be None.
+        method: an ODE solver (euler, midpoint, heun, rk4, dopri5); ``sde``, Euler-Maruyama
+            on the flow's SDE (:func:`sample_sde`); ``ddpm`` or ``ddim``, the diffusion
+            samplers of :mod:`flowmatch.diffusion` (any Gaussian path and prediction kind).
         path, prediction: see :func:`model_velocity`.
         cond: conditioning, shape (B, ...).
-        times: a custom time grid from 0 to 1 instead of ``steps``.
+        times: a custom time grid from 0 to 1 instead of ``steps`` (ODE solvers).
         atol, rtol: dopri5 tolerances.
         average: use the average velocity (MeanFlow); None: when the model takes two times.
+        eta: DDIM's stochasticity, in [0, 1] (ddim).
+        noise: the SDE's noise scale g(t) = noise * sigma_t, or a callable g(t) (sde).
+        spacing: trailing | leading: the timesteps of a DDPM schedule that ddpm/ddim visit.
+        generator: torch RNG of the noise of sde, ddpm and ddim (eta > 0).
 
     Returns:
         Samples at t=1, shape (B, *D). :func:`generate` also gives the NFE and trajectory.
@@ -119,6 +152,10 @@ def sample(
         atol=atol,
         rtol=rtol,
         average=average,
+        eta=eta,
+        noise=noise,
+        spacing=spacing,
+        generator=generator,
     ).x
 
 
@@ -136,6 +173,10 @@ def generate(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     average: bool | None = None,
+    eta: float = 0.0,
+    noise: NoiseScale = 1.0,
+    spacing: str = "trailing",
+    generator: torch.Generator | None = None,
     return_trajectory: bool = False,
 ) -> ODESolution:
     """Samples of a model with the NFE (and trajectory): the sampler behind :func:`sample`,
@@ -143,7 +184,9 @@ def generate(
 
     A two-time (MeanFlow) model takes ``steps`` average-velocity jumps (``method``, ``times``
     and the tolerances do not apply) unless ``average=False``; any other model is integrated
-    with ``solve_ode(model_velocity(model))``. Arguments as in :func:`sample`.
+    with ``solve_ode(model_velocity(model))``, :func:`~flowmatch.sde.solve_sde` (``sde``) or
+    :func:`~flowmatch.diffusion.solve_diffusion` (``ddpm``, ``ddim``). Arguments as in
+    :func:`sample`.
 
     Returns:
         :class:`~flowmatch.solvers.ODESolution` (x at t=1, exact NFE, optional trajectory).
@@ -160,6 +203,35 @@ def generate(
             cond=cond,
             return_trajectory=return_trajectory,
         )
+    if method not in SAMPLE_METHODS:
+        raise ValueError(f"method must be one of {SAMPLE_METHODS}, got {method!r}")
+    if method in DIFFUSION_METHODS or method == "sde":
+        if steps is None or times is not None:
+            raise ValueError(f"method {method!r} takes a number of steps, not a time grid")
+        path, prediction = _resolve(model, path, prediction)
+        if method == "sde":
+            velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
+            return solve_sde(
+                velocity,
+                x0,
+                path=path,
+                steps=steps,
+                noise=noise,
+                generator=generator,
+                return_trajectory=return_trajectory,
+            )
+        return solve_diffusion(
+            lambda x, t: call_model(model, x, t, cond),
+            x0,
+            path=path,
+            kind=prediction,
+            steps=steps,
+            method=method,
+            eta=eta,
+            spacing=spacing,
+            generator=generator,
+            return_trajectory=return_trajectory,
+        )
     velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
     return solve_ode(
         velocity,
@@ -171,6 +243,47 @@ def generate(
         rtol=rtol,
         return_trajectory=return_trajectory,
     )
+
+
+@torch.no_grad()
+def sample_sde(
+    model: nn.Module,
+    x0: Tensor,
+    *,
+    steps: int = 100,
+    noise: NoiseScale = 1.0,
+    path: AffinePath | None = None,
+    prediction: str | None = None,
+    cond: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Generate data with the SDE that has the flow's marginals (Euler-Maruyama, t=0 -> 1).
+
+    The drift is v + g^2/2 score with the score converted from the model's velocity on its
+    (Gaussian) path; ``noise=0`` is the Euler ODE sampler. See :func:`flowmatch.sde.solve_sde`.
+
+    Args:
+        model: a trained model (see :func:`model_velocity` for path and prediction).
+        x0: source samples (B, *D) at t=0.
+        steps: Euler-Maruyama steps (= NFE).
+        noise: g(t) = noise * sigma_t, or a callable g(t) -> (B,).
+        path, prediction, cond: see :func:`model_velocity`.
+        generator: torch RNG of the Brownian increments.
+
+    Returns:
+        Samples at t=1, shape (B, *D).
+    """
+    return generate(
+        model,
+        x0,
+        steps=steps,
+        method="sde",
+        noise=noise,
+        path=path,
+        prediction=prediction,
+        cond=cond,
+        generator=generator,
+    ).x
 
 
 @torch.no_grad()

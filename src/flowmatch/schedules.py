@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from typing import NamedTuple
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "DDPM",
     "VE",
     "VP",
     "Cosine",
@@ -200,11 +202,112 @@ class VE(Schedule):
         return ScheduleOutput(alpha, sigma, d_alpha, d_sigma)
 
 
+BETA_SCHEDULES: tuple[str, ...] = ("linear", "cosine")
+"""The beta schedules of :class:`DDPM`."""
+
+
+@functools.lru_cache(maxsize=16)
+def _ddpm_grid(
+    timesteps: int, betas: str, beta_start: float, beta_end: float
+) -> tuple[Tensor, Tensor]:
+    """alpha and sigma of a DDPM at the points k = -1, 0, ..., T-1 (float64, CPU, (T+1,))."""
+    if betas == "linear":
+        beta = torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+    else:  # cosine, Nichol & Dhariwal 2021 eq. 17, betas capped at 0.999 as there
+        steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+        abar = torch.cos((steps + 0.008) / 1.008 * (0.5 * math.pi)) ** 2
+        beta = (1.0 - abar[1:] / abar[:-1]).clamp(max=0.999)
+    alphas_cumprod = torch.cumprod(1.0 - beta, dim=0)
+    abar = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod])  # k = -1 is data
+    return abar.sqrt(), (1.0 - abar).sqrt()
+
+
+class DDPM(Schedule):
+    """The discrete-time DDPM noise schedule (Ho et al. 2020) as a path of this library.
+
+    DDPM noises data in T steps k = 0, ..., T-1 with rates beta_k; with abar_k = prod_{i<=k}
+    (1 - beta_i), x_k = sqrt(abar_k) x1 + sqrt(1 - abar_k) x0. In our time direction timestep k
+    sits at ``t_k = 1 - (k + 1) / T``: k = T-1 (nearly pure noise) is t = 0 and the data,
+    k = -1 with abar = 1, is t = 1. At those grid times alpha and sigma are exactly DDPM's
+    sqrt(abar_k) and sqrt(1 - abar_k); between them they are linear in t, so the path is
+    defined (and has finite derivatives) on all of [0, 1] and the model may also be trained
+    on continuous times.
+
+    Boundaries: alpha(0) = sqrt(abar_{T-1}) (6.4e-3 for the linear defaults, as in every DDPM),
+    sigma(1) = 0 and alpha(1) = 1 exactly.
+
+    Args:
+        timesteps: T, the number of diffusion steps the model is trained on (1000 in DDPM).
+        betas: "linear" (beta from beta_start to beta_end, as in DDPM) or "cosine" (Nichol &
+            Dhariwal 2021; beta_start and beta_end are then unused).
+        beta_start: beta_0 of the linear schedule, > 0.
+        beta_end: beta_{T-1} of the linear schedule, in (beta_start, 1).
+
+    Example:
+        >>> sched = DDPM(timesteps=1000, betas="cosine")
+        >>> sched.timestep_times(torch.tensor([999, 0]))
+        tensor([0.0000, 0.9990])
+    """
+
+    def __init__(
+        self,
+        timesteps: int = 1000,
+        betas: str = "linear",
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ) -> None:
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 2:
+            raise ValueError(f"DDPM: timesteps must be an integer >= 2, got {timesteps!r}")
+        if betas not in BETA_SCHEDULES:
+            raise ValueError(f"DDPM: betas must be one of {BETA_SCHEDULES}, got {betas!r}")
+        if not (math.isfinite(beta_start) and beta_start > 0):
+            raise ValueError(f"DDPM: beta_start must be a finite number > 0, got {beta_start!r}")
+        if not (math.isfinite(beta_end) and beta_start < beta_end < 1):
+            raise ValueError(
+                f"DDPM: beta_end must be a number in (beta_start={beta_start}, 1), got {beta_end!r}"
+            )
+        self.timesteps = int(timesteps)
+        self.betas = betas
+        self.beta_start = float(beta_start)
+        self.beta_end = float(beta_end)
+
+    def grid(self) -> tuple[Tensor, Tensor]:
+        """alpha and sigma at k = -1, 0, ..., T-1 (index k + 1), float64 tensors (T+1,)."""
+        return _ddpm_grid(self.timesteps, self.betas, self.beta_start, self.beta_end)
+
+    def alphas_cumprod(self) -> Tensor:
+        """DDPM's abar_k for k = 0, ..., T-1, float64 (T,) (``alphas_cumprod`` in diffusers)."""
+        return self.grid()[0][1:] ** 2
+
+    def timestep_times(self, k: Tensor) -> Tensor:
+        """Our time t_k = 1 - (k + 1) / T of DDPM timesteps k (-1 <= k <= T-1), float32."""
+        return (1.0 - (k.to(torch.float64) + 1.0) / self.timesteps).to(torch.float32)
+
+    def __call__(self, t: Tensor) -> ScheduleOutput:
+        alpha_grid, sigma_grid = (g.to(t.device) for g in self.grid())
+        n = self.timesteps
+        pos = ((1.0 - t.to(torch.float64)) * n).clamp(0.0, float(n))  # grid index k + 1
+        # Times given in float32 miss the grid by up to T * 6e-8 (half an ulp of 1.0): snap
+        # them onto it, so that the coefficients at a DDPM timestep are exactly DDPM's.
+        near = pos.round()
+        pos = torch.where((pos - near).abs() < n * 2.5e-7, near, pos)
+        left = pos.floor().clamp(max=n - 1).long()
+        w = pos - left
+        d_alpha = alpha_grid[left + 1] - alpha_grid[left]
+        d_sigma = sigma_grid[left + 1] - sigma_grid[left]
+        alpha = alpha_grid[left] + w * d_alpha
+        sigma = sigma_grid[left] + w * d_sigma
+        # d pos / dt = -T
+        out = (alpha, sigma, -n * d_alpha, -n * d_sigma)
+        return ScheduleOutput(*(c.to(t.dtype) for c in out))
+
+
 SCHEDULES: dict[str, type[Schedule]] = {
     "linear": Linear,
     "cosine": Cosine,
     "polynomial": Polynomial,
     "vp": VP,
     "ve": VE,
+    "ddpm": DDPM,
 }
 """Schedules by their config name (``path: {schedule: NAME}``)."""

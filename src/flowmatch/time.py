@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-__all__ = ["Constant", "LogitNormal", "Shifted", "TimeSampler", "Uniform"]
+__all__ = ["Constant", "Discrete", "LogitNormal", "Shifted", "TimeSampler", "Uniform"]
 
 
 class TimeSampler(ABC):
@@ -153,10 +153,38 @@ class Constant(TimeSampler):
         return torch.full((batch_size,), self.value, device=device, dtype=dtype)
 
 
+class Discrete(TimeSampler):
+    """The times of T discrete timesteps, drawn uniformly: t = 1 - (k + 1) / T, k ~ U{0..T-1}.
+
+    This is how DDPM is trained (Ho et al. 2020, Algorithm 1): with the path of a
+    :class:`~flowmatch.schedules.DDPM` schedule of the same T, every drawn t is one of its
+    timesteps, so the flow matching loss with ``prediction="epsilon"`` is DDPM's simple loss.
+
+    Args:
+        timesteps: T, an integer >= 2.
+    """
+
+    def __init__(self, timesteps: int = 1000) -> None:
+        if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps < 2:
+            raise ValueError(f"Discrete: timesteps must be an integer >= 2, got {timesteps!r}")
+        self.timesteps = timesteps
+
+    def _draw(
+        self,
+        batch_size: int,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        k = torch.randint(0, self.timesteps, (batch_size,), device=device, generator=generator)
+        return (1.0 - (k.to(torch.float64) + 1.0) / self.timesteps).to(dtype)
+
+
 TIME_SAMPLERS: dict[str, type[TimeSampler]] = {
     "uniform": Uniform,
     "logit_normal": LogitNormal,
     "shifted": Shifted,
     "constant": Constant,
+    "discrete": Discrete,
 }
 """Time samplers by their config name (``time: {sampler: NAME}``)."""
