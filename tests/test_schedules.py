@@ -102,7 +102,7 @@ def test_invalid_parameters_name_the_argument(factory, name):
 
 
 def test_registry_names_and_equality():
-    assert set(SCHEDULES) == {"linear", "cosine", "polynomial", "vp", "ve"}
+    assert set(SCHEDULES) == {"linear", "cosine", "polynomial", "vp", "ve", "ddpm"}
     assert fm.schedules.VP() == fm.schedules.VP()
     assert fm.schedules.VP() != fm.schedules.VP(beta_max=10.0)
     assert "beta_max=20.0" in repr(fm.schedules.VP())

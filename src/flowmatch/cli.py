@@ -32,10 +32,11 @@ class UsageError(ValueError):
 def _user_errors() -> tuple[type[BaseException], ...]:
     from flowmatch.data.tabular import DataError
     from flowmatch.models.files import ModelFileError
+    from flowmatch.runs import SamplerError
     from flowmatch.train.config import ConfigError
     from flowmatch.train.trainer import RunExistsError
 
-    return (UsageError, ConfigError, DataError, ModelFileError, RunExistsError)
+    return (UsageError, ConfigError, DataError, ModelFileError, RunExistsError, SamplerError)
 
 
 def handles_user_errors(fn: F) -> F:
@@ -71,13 +72,17 @@ def _int_list(text: str, name: str) -> list[int]:
 
 
 def _method_list(text: str, name: str) -> list[str]:
-    from flowmatch.solvers import METHODS
+    from flowmatch.sampling import SAMPLE_METHODS
 
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in METHODS]
+    bad = [v for v in values if v not in SAMPLE_METHODS]
     if not values or bad:
-        raise UsageError(f"{name}: expected methods from {', '.join(METHODS)}, got {text!r}")
+        raise UsageError(f"{name}: expected methods from {', '.join(SAMPLE_METHODS)}, got {text!r}")
     return values
+
+
+_ETA_HELP = "DDIM's eta in [0, 1], 0 deterministic [default: the run's sample.eta]."
+_NOISE_HELP = "SDE noise scale, g(t) = NOISE * sigma_t [default: the run's sample.noise]."
 
 
 @app.command()
@@ -155,9 +160,12 @@ def sample(
     method: Annotated[
         str | None,
         typer.Option(
-            help="euler, midpoint, heun, rk4 or dopri5 [default: the run's sample.method]."
+            help="An ODE solver (euler, midpoint, heun, rk4, dopri5), sde, ddpm or ddim "
+            "[default: the run's sample.method]."
         ),
     ] = None,
+    eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_ETA_HELP)] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, help=_NOISE_HELP)] = None,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     interpolate: Annotated[
         Path | None,
@@ -179,6 +187,8 @@ def sample(
         method=method,
         seed=seed,
         interpolate=interpolate,
+        eta=eta,
+        noise=noise,
         echo=typer.echo,
     )
 
@@ -188,9 +198,13 @@ def sample(
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "1,2,4,8,16",
-    methods: Annotated[str, typer.Option(help="Comma-separated methods.")] = "euler,midpoint",
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated samplers (ODE solvers, sde, ddpm, ddim).")
+    ] = "euler,midpoint",
     draws: Annotated[int, typer.Option(min=1, help="Independent draws per figure.")] = 5,
     num: Annotated[int, typer.Option(min=2, help="Points per set.")] = 2000,
+    eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_ETA_HELP)] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, help=_NOISE_HELP)] = None,
 ) -> None:
     """W2/MMD against held-out data at each NFE and method, with the noise floor and a plot."""
     from flowmatch.runs import evaluate_run
@@ -201,6 +215,8 @@ def eval_(
         methods=_method_list(methods, "--methods"),
         draws=draws,
         num=num,
+        eta=eta,
+        noise=noise,
         echo=typer.echo,
     )
 

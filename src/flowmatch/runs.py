@@ -28,7 +28,52 @@ from flowmatch.train.evaluate import (
 if TYPE_CHECKING:
     from flowmatch.train.trainer import TrainResult
 
-__all__ = ["evaluate_run", "likelihood_run", "reflow_run", "sample_run", "source_log_prob"]
+__all__ = [
+    "SamplerError",
+    "check_sampler",
+    "evaluate_run",
+    "likelihood_run",
+    "reflow_run",
+    "sample_run",
+    "source_log_prob",
+]
+
+
+class SamplerError(ValueError):
+    """A sampler that does not fit the run: one line naming the option; exit code 2 in the CLI."""
+
+
+def check_sampler(
+    model: torch.nn.Module, method: str, steps: Sequence[int], *, eta: float = 0.0
+) -> None:
+    """Check, before any work, that ``method`` can sample ``model`` at each step count.
+
+    Raises:
+        SamplerError: an unknown method; ddpm/ddim with more steps than the timesteps of the
+            model's DDPM schedule, or an eta outside [0, 1]; sde/ddpm/ddim on a model whose
+            source is not N(0, I) (no Gaussian score).
+    """
+    from flowmatch.diffusion import DIFFUSION_METHODS, check_eta, diffusion_times
+    from flowmatch.sampling import SAMPLE_METHODS
+
+    if method not in SAMPLE_METHODS:
+        raise SamplerError(f"--method: expected one of {', '.join(SAMPLE_METHODS)}, got {method!r}")
+    if method not in (*DIFFUSION_METHODS, "sde"):
+        return
+    spec = getattr(model, "spec", {}) or {}
+    if spec.get("source") is not None:
+        raise SamplerError(
+            f"--method: {method} needs the N(0, I) source; this model's source is "
+            f"{spec['source']!r}; use an ODE solver"
+        )
+    if method == "sde":
+        return
+    try:
+        check_eta(eta)
+        for n in steps:
+            diffusion_times(model.flow_path, n)
+    except ValueError as err:
+        raise SamplerError(f"--{'eta' if 'eta' in str(err) else 'steps'}: {err}") from None
 
 
 def sample_run(
@@ -40,6 +85,8 @@ def sample_run(
     method: str | None = None,
     seed: int = 0,
     interpolate: str | Path | None = None,
+    eta: float | None = None,
+    noise: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Sample a trained run (EMA weights) from its source and write the points atomically.
@@ -57,14 +104,17 @@ def sample_run(
             None: the run's ``sample.steps`` (16 without a run config).
         method: solver method; None: the run's ``sample.method`` (midpoint without one), e.g.
             euler for a distilled one-step run.
-        seed: seed of the source draws.
+        seed: seed of the source draws (and of the noise of sde, ddpm and ddim).
         interpolate: a ``.csv``/``.npy`` data file whose first two rows are interpolated.
+        eta: DDIM's eta in [0, 1]; None: the run's ``sample.eta`` (0 without one).
+        noise: the SDE's noise scale; None: the run's ``sample.noise`` (1 without one).
         echo: where the summary line goes.
 
     Raises:
         DataError: an output suffix that is not supported, or an interpolation file with
             fewer than 2 rows or the wrong number of columns.
         ModelFileError: an unloadable run, or interpolation with a source other than N(0, I).
+        SamplerError: a sampler that does not fit the model (see :func:`check_sampler`).
     """
     out = Path(out)
     if out.suffix not in (*TABLE_SUFFIXES, ".png"):
@@ -73,19 +123,25 @@ def sample_run(
     dim = model.spec["arch"]["dim"]
     if out.suffix == ".png" and dim != 2:
         raise DataError(f"{out}: a .png needs 2-D data, this model has dimension {dim}")
-    if steps is None or method is None:
+    if steps is None or method is None or eta is None or noise is None:
         run_cfg = Path(run_dir) / "config.yaml"
         defaults = load_config(run_cfg).sample if run_cfg.is_file() else None
         steps = steps if steps is not None else (defaults.steps if defaults else 16)
         method = method if method is not None else (defaults.method if defaults else "midpoint")
+        eta = eta if eta is not None else (defaults.eta if defaults else 0.0)
+        noise = noise if noise is not None else (defaults.noise if defaults else 1.0)
+    check_sampler(model, method, [steps], eta=eta)
+    if interpolate is not None and method in ("sde", "ddpm", "ddim"):
+        raise SamplerError(f"--interpolate decodes with an ODE solver, got --method {method}")
     standardizer = None
     if model.spec.get("standardizer") is not None:
         standardizer = Standardizer.from_dict(model.spec["standardizer"])
     if interpolate is not None:
         x, what = _interpolants(model, Path(interpolate), standardizer, num, steps, method)
     else:
-        x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
-        res = generate(model, x0, steps=steps, method=method)
+        g = torch.Generator().manual_seed(seed)
+        x0 = draw_source(model.spec.get("source"), num, dim, g)
+        res = generate(model, x0, steps=steps, method=method, eta=eta, noise=noise, generator=g)
         how = "average velocity" if getattr(model, "two_times", False) else method
         x, what = res.x, f"samples ({how}, NFE {res.nfe})"
     if standardizer is not None:
@@ -139,12 +195,15 @@ def evaluate_run(
     methods: Sequence[str],
     draws: int = 5,
     num: int = 2000,
+    eta: float | None = None,
+    noise: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[EvalRow], EvalRow]:
     """Evaluate a run against its held-out data; write ``eval.txt`` and ``quality_vs_nfe.png``.
 
     The held-out data is rebuilt from the run's ``config.yaml`` (same seed, same split). For a
-    toy set the reference is fresh draws of the true distribution.
+    toy set the reference is fresh draws of the true distribution. ``eta`` and ``noise`` (of
+    ddim and sde) default to the run's ``sample`` section.
 
     Returns:
         The rows (one per method and step count) and the noise floor.
@@ -155,6 +214,10 @@ def evaluate_run(
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
     model = load(run_dir)
+    eta = eta if eta is not None else cfg.sample.eta
+    noise = noise if noise is not None else cfg.sample.noise
+    for method in methods:
+        check_sampler(model, method, steps, eta=eta)
     reference, num = data.reference(), data.max_eval_points(num)
     seed = cfg.train.seed + 7
     echo(f"evaluating {run_dir} on {data.name}: {draws} draws of {num} points per figure")
@@ -167,6 +230,8 @@ def evaluate_run(
         num_samples=num,
         draws=draws,
         seed=seed,
+        eta=eta,
+        noise=noise,
         on_row=lambda r: echo(format_row(r)),
     )
     floor = noise_floor(reference, num_samples=num, draws=draws, seed=seed)

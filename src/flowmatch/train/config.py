@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ACTIVATIONS",
+    "SAMPLER_METHODS",
     "SOLVER_METHODS",
     "TOY_DATASETS",
     "ConfigError",
@@ -63,10 +64,12 @@ __all__ = [
 
 ToyName = Literal["checkerboard", "8gaussians", "moons", "circles", "spirals", "rings"]
 SolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
+SamplerName = Literal["euler", "midpoint", "heun", "rk4", "dopri5", "sde", "ddpm", "ddim"]
 Activation = Literal["silu", "gelu", "relu", "tanh"]
 
 TOY_DATASETS: tuple[str, ...] = get_args(ToyName)
 SOLVER_METHODS: tuple[str, ...] = get_args(SolverName)
+SAMPLER_METHODS: tuple[str, ...] = get_args(SamplerName)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 DATA_SUFFIXES = (".csv", ".npy")
 
@@ -235,20 +238,28 @@ class PathConfig(_Section):
     """The probability path x_t = alpha(t) x1 + sigma(t) x0 (see `flowmatch.schedules`).
 
     Attributes:
-        schedule: linear | cosine | vp | ve | polynomial.
+        schedule: linear | cosine | vp | ve | polynomial | ddpm.
         beta_min: VP noise rate at the data end.
         beta_max: VP noise rate at the source end; > beta_min.
         sigma_min: VE noise scale at the data end.
         sigma_max: VE noise scale at the source end; > sigma_min.
         n: exponent of the polynomial schedule.
+        timesteps: DDPM's number of diffusion steps T.
+        betas: DDPM's beta schedule, linear | cosine.
+        beta_start: DDPM's first beta (linear betas).
+        beta_end: DDPM's last beta (linear betas); in (beta_start, 1).
     """
 
-    schedule: Literal["linear", "cosine", "vp", "ve", "polynomial"] = "linear"
+    schedule: Literal["linear", "cosine", "vp", "ve", "polynomial", "ddpm"] = "linear"
     beta_min: PositiveFloat = 0.1
     beta_max: PositiveFloat = 20.0
     sigma_min: PositiveFloat = 0.01
     sigma_max: PositiveFloat = 50.0
     n: PositiveFloat = 2.0
+    timesteps: Annotated[_Int, Field(ge=2)] = 1000
+    betas: Literal["linear", "cosine"] = "linear"
+    beta_start: PositiveFloat = 1e-4
+    beta_end: Annotated[_Float, Field(gt=0, lt=1)] = 0.02
 
     @model_validator(mode="after")
     def _check_order(self) -> PathConfig:
@@ -261,6 +272,11 @@ class PathConfig(_Section):
             raise _FieldProblem(
                 "sigma_max",
                 f"expected a number > path.sigma_min ({self.sigma_min:g}), got {self.sigma_max:g}",
+            )
+        if self.beta_end <= self.beta_start:
+            raise _FieldProblem(
+                "beta_end",
+                f"expected a number > path.beta_start ({self.beta_start:g}), got {self.beta_end:g}",
             )
         return self
 
@@ -290,9 +306,11 @@ class TimeConfig(_Section):
         std: standard deviation of the logit-normal's normal.
         shift: shift factor of the shifted sampler.
         value: the time of the constant sampler, in [0, 1] (0 on reflow pairs: distillation).
+
+    ``discrete`` draws the timesteps of a ``ddpm`` path uniformly (DDPM's training).
     """
 
-    sampler: Literal["uniform", "logit_normal", "shifted", "constant"] = "uniform"
+    sampler: Literal["uniform", "logit_normal", "shifted", "constant", "discrete"] = "uniform"
     mean: _Float = 0.0
     std: PositiveFloat = 1.0
     shift: PositiveFloat = 1.0
@@ -370,11 +388,16 @@ class SampleConfig(_Section):
 
     Attributes:
         steps: solver steps (ignored by the adaptive dopri5).
-        method: one of `SOLVER_METHODS`.
+        method: one of `SAMPLER_METHODS`: an ODE solver, sde (Euler-Maruyama on the flow's
+            SDE), ddpm (ancestral) or ddim.
+        eta: DDIM's stochasticity, in [0, 1] (0: deterministic).
+        noise: the SDE's noise scale: g(t) = noise * sigma_t.
     """
 
     steps: PositiveInt = 16
-    method: SolverName = "midpoint"
+    method: SamplerName = "midpoint"
+    eta: Annotated[_Float, Field(ge=0, le=1)] = 0.0
+    noise: NonNegativeFloat = 1.0
 
 
 class EvalConfig(_Section):
@@ -382,7 +405,8 @@ class EvalConfig(_Section):
 
     Attributes:
         steps: step counts to evaluate; a list or a comma-separated string ("1,2,4").
-        methods: solver methods to evaluate; a list or a comma-separated string.
+        methods: samplers to evaluate (`SAMPLER_METHODS`; ddim and sde with the eta and noise
+            of the ``sample`` section); a list or a comma-separated string.
         num_samples: samples per draw.
         draws: independent draws, for the mean and spread of each metric.
     """
@@ -390,7 +414,7 @@ class EvalConfig(_Section):
     steps: Annotated[list[PositiveInt], BeforeValidator(_as_list), Field(min_length=1)] = Field(
         default_factory=lambda: [1, 2, 4, 8, 16]
     )
-    methods: Annotated[list[SolverName], BeforeValidator(_as_list), Field(min_length=1)] = Field(
+    methods: Annotated[list[SamplerName], BeforeValidator(_as_list), Field(min_length=1)] = Field(
         default_factory=lambda: ["euler", "midpoint"]
     )
     num_samples: PositiveInt = 5_000

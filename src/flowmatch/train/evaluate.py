@@ -98,6 +98,8 @@ def evaluate(
     num_samples: int,
     draws: int = 5,
     seed: int = 0,
+    eta: float = 0.0,
+    noise: float = 1.0,
     on_row: Callable[[EvalRow], None] | None = None,
 ) -> list[EvalRow]:
     """W2 and MMD of the model's samples against reference data, per method and step count.
@@ -108,10 +110,13 @@ def evaluate(
             true samples (toy sets).
         source: ``f(n, generator)`` drawing source points x0 (N(0, I) or a toy source).
         steps: numbers of solver steps.
-        methods: solver methods.
+        methods: samplers (:data:`flowmatch.sampling.SAMPLE_METHODS`).
         num_samples: points per set.
         draws: independent draws averaged per figure.
-        seed: seed of the draws (the same noise for every method and step count).
+        seed: seed of the draws (the same noise for every method and step count; the
+            stochastic samplers draw their noise from the same generator).
+        eta: DDIM's eta (ddim).
+        noise: the SDE's noise scale (sde).
         on_row: called with each row as soon as it is computed (progress).
 
     Returns:
@@ -128,7 +133,9 @@ def evaluate(
             w2s, mmds, nfe = [], [], 0
             for ref, _ in refs:
                 x0 = source(num_samples, g).to(device)
-                res = generate(model, x0, steps=n_steps, method=method)
+                res = generate(
+                    model, x0, steps=n_steps, method=method, eta=eta, noise=noise, generator=g
+                )
                 nfe = res.nfe
                 gen = res.x.float().cpu()
                 w2s.append(w2(gen, ref))

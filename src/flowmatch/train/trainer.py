@@ -27,7 +27,7 @@ from flowmatch.couplings import Coupling, Independent, MinibatchOT, Pairs, Schro
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.files import ModelFileError, build_model, build_path, load, save_model
-from flowmatch.time import Constant, LogitNormal, Shifted, TimeSampler, Uniform
+from flowmatch.time import Constant, Discrete, LogitNormal, Shifted, TimeSampler, Uniform
 from flowmatch.train import distributed
 from flowmatch.train.checkpoint import (
     latest_checkpoint,
@@ -88,6 +88,8 @@ def _time_sampler(cfg: RunConfig) -> TimeSampler:
         return LogitNormal(t.mean, t.std)
     if t.sampler == "constant":
         return Constant(t.value)
+    if t.sampler == "discrete":
+        return Discrete(cfg.path.timesteps)
     return Shifted(t.shift)
 
 
@@ -121,8 +123,54 @@ def _path_spec(cfg: RunConfig) -> dict[str, Any]:
         "polynomial": {"n": p.n},
         "vp": {"beta_min": p.beta_min, "beta_max": p.beta_max},
         "ve": {"sigma_min": p.sigma_min, "sigma_max": p.sigma_max},
+        "ddpm": {
+            "timesteps": p.timesteps,
+            "betas": p.betas,
+            "beta_start": p.beta_start,
+            "beta_end": p.beta_end,
+        },
     }[p.schedule]
     return {"schedule": p.schedule, **params}
+
+
+STOCHASTIC_SAMPLERS = ("sde", "ddpm", "ddim")
+"""Samplers that use the score (or epsilon) of a Gaussian affine path."""
+
+
+def _check_samplers(cfg: RunConfig) -> None:
+    """Config errors of the diffusion and SDE samplers and of DDPM's discrete training times."""
+    if cfg.time.sampler == "discrete" and cfg.path.schedule != "ddpm":
+        raise ConfigError(
+            "config: time.sampler: discrete draws the timesteps of a ddpm path; set "
+            f"path.schedule=ddpm, got {cfg.path.schedule!r}",
+            key="time.sampler",
+        )
+    uses = [("sample.method", [cfg.sample.method], [cfg.sample.steps])]
+    uses.append(("eval.methods", list(cfg.eval.methods), list(cfg.eval.steps)))
+    for key, methods, steps in uses:
+        wanted = [m for m in methods if m in STOCHASTIC_SAMPLERS]
+        if not wanted:
+            continue
+        if cfg.coupling.name == "schrodinger_bridge":
+            raise ConfigError(
+                f"config: {key}: {wanted[0]} needs the Gaussian affine path of the model; a "
+                "schrodinger_bridge run has its own path; use an ODE solver",
+                key=key,
+            )
+        if cfg.data.source is not None:
+            raise ConfigError(
+                f"config: {key}: {wanted[0]} needs the N(0, I) source, got data.source "
+                f"{cfg.data.source.name!r}; use an ODE solver",
+                key=key,
+            )
+        diffusion = [m for m in wanted if m in ("ddpm", "ddim")]
+        if diffusion and cfg.path.schedule == "ddpm" and max(steps) > cfg.path.timesteps:
+            steps_key = key.split(".")[0] + ".steps"
+            raise ConfigError(
+                f"config: {steps_key}: {diffusion[0]} with {max(steps)} steps does not fit "
+                f"the {cfg.path.timesteps} timesteps of the ddpm path (path.timesteps)",
+                key=steps_key,
+            )
 
 
 def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
@@ -254,6 +302,7 @@ class Trainer:
                     f"noise) path; use 'linear', got {cfg.path.schedule!r}",
                     key="path.schedule",
                 )
+        _check_samplers(cfg)
         if cfg.train.precision == "fp16" and not torch.cuda.is_available():
             raise ConfigError(
                 "config: train.precision: fp16 needs a CUDA device; use bf16",
@@ -476,6 +525,8 @@ class Trainer:
             num_samples=n,
             draws=draws,
             seed=seed,
+            eta=self.cfg.sample.eta,
+            noise=self.cfg.sample.noise,
             on_row=(lambda r: self.echo(format_row(r))) if final else None,
         )
         floor = noise_floor(reference, num_samples=n, draws=draws, seed=seed) if final else None
@@ -662,7 +713,16 @@ class Trainer:
         n = min(self.cfg.eval.num_samples, 5000)
         x0 = self.data.draw_source(n, g).to(self.dist.device)
         s = self.cfg.sample
-        res = generate(self.ema.module, x0, steps=s.steps, method=s.method, return_trajectory=True)
+        res = generate(
+            self.ema.module,
+            x0,
+            steps=s.steps,
+            method=s.method,
+            eta=s.eta,
+            noise=s.noise,
+            generator=g,
+            return_trajectory=True,
+        )
         reference = self.data.holdout[:n]
         viz.scatter(
             res.x.cpu(),
