@@ -24,9 +24,11 @@ for 8gaussians, then ``--render-only``), which writes the "## Flow matching vs d
 (CPU)" section of ``benchmarks/RESULTS.md`` and ``docs/images/fm_vs_diffusion.png``.
 ``--quick`` is a smoke run (a minute) whose figures mean nothing.
 
-The peer libraries (torchcfm, Meta's flow_matching) are not run here: on this CPU machine
-installing them pulls a CUDA build of torch through their dependencies (torchdyn,
-torchvision).
+With the peer libraries installed (``pip install --no-deps torchcfm flow_matching``; see
+``benchmarks/peers.py``), the same MLP is also trained and sampled through torchcfm (CFM and
+exact OT-CFM) and Meta's flow_matching, and their rows join the table. ``--models`` picks a
+subset; a run adds its rows to the dataset's existing results.json when that was made with
+the same settings, so peers can be added to a finished run.
 """
 
 from __future__ import annotations
@@ -46,13 +48,15 @@ import torch
 
 import flowmatch as fm
 from flowmatch.atomic import atomic_path
+from flowmatch.metrics import w2
 from flowmatch.runs import reflow_run
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.data import load_run_data
-from flowmatch.train.evaluate import evaluate, noise_floor
+from flowmatch.train.evaluate import _mean_std, _reference_draws, evaluate, noise_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers
 from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +90,14 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("DDPM ancestral", "ddpm", "ddpm"),
     ("DDIM (eta 0)", "ddpm", "ddim"),
     ("VP prob-flow ODE + midpoint", "vp", "midpoint"),
+    ("torchcfm CFM (Euler)", "torchcfm", "euler"),
+    ("torchcfm OT-CFM (Euler)", "torchcfm-ot", "euler"),
+    ("flow_matching (Euler)", "flow_matching", "euler"),
+    ("flow_matching (midpoint)", "flow_matching", "midpoint"),
 )
+PEER_MODELS = peers.PEERS
+# settings that must agree for rows of two runs to share a table
+SHARED_ARGS = ("steps", "reflow_steps", "pairs", "num", "draws", "nfes", "seed")
 NFES = (1, 2, 4, 8, 16, 32, 100, 1000)
 STAGES = {"euler": 1, "midpoint": 2, "ddpm": 1, "ddim": 1}
 FLOOR_FACTOR = 1.2
@@ -146,6 +157,22 @@ def train_model(name: str, data: dict[str, Any], work: Path, args: argparse.Name
     }
 
 
+def peer_cells(
+    name: str, model: torch.nn.Module, sampler: str, data: Any, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """W2 of a peer library's sampler, on exactly the draws (reference sets and source noise)
+    that ``evaluate`` uses for our rows."""
+    sample = peers.sampler(name, model, sampler)
+    cells = []
+    for steps in [n // STAGES[sampler] for n in args.nfes if n % STAGES[sampler] == 0]:
+        g = torch.Generator().manual_seed(args.seed + 7)
+        refs = _reference_draws(data.reference(), args.num, args.draws, g)
+        w2s = [w2(sample(data.draw_source(args.num, g), steps).float(), ref) for ref, _ in refs]
+        mean, std = _mean_std(w2s)
+        cells.append({"nfe": steps * STAGES[sampler], "w2": mean, "std": std})
+    return cells
+
+
 def row_cells(
     model: torch.nn.Module, sampler: str, data: Any, args: argparse.Namespace
 ) -> list[dict[str, Any]]:
@@ -181,16 +208,31 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "models": {},
         "rows": {},
     }
+    saved = work / "results.json"
+    if saved.is_file():
+        old = json.loads(saved.read_text())
+        same = all(old["args"].get(k) == vars(args)[k] for k in SHARED_ARGS)
+        if same:  # add to (or redo rows of) the earlier run
+            result["models"], result["rows"] = old["models"], old["rows"]
+            print(f"{name}: adding to the rows of {saved}", flush=True)
     print(f"{name}: noise floor W2 {floor.w2_mean:.4f} +- {floor.w2_std:.4f}", flush=True)
-    for model_name in MODELS:
+    for model_name in args.models:
         t0 = time.perf_counter()
-        facts = train_model(model_name, data_cfg, work, args)
+        if model_name in PEER_MODELS:
+            model, facts = peers.train_peer(
+                model_name, data.train, steps=args.steps, seed=args.seed
+            )
+        else:
+            facts = train_model(model_name, data_cfg, work, args)
+            model = fm.load(work / model_name)
         result["models"][model_name] = facts
-        model = fm.load(work / model_name)
         for label, owner, sampler in ROWS:
             if owner != model_name:
                 continue
-            cells = row_cells(model, sampler, data, args)
+            if model_name in PEER_MODELS:
+                cells = peer_cells(model_name, model, sampler, data, args)
+            else:
+                cells = row_cells(model, sampler, data, args)
             result["rows"][label] = {"model": owner, "sampler": sampler, "cells": cells}
             print(
                 f"{name} {label}: "
@@ -203,7 +245,9 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             f"{time.perf_counter() - t0:.0f} s with evaluation",
             flush=True,
         )
-        with atomic_path(work / "results.json") as tmp:
+        # rows in ROWS order, whatever order the runs added them in
+        result["rows"] = {r[0]: result["rows"][r[0]] for r in ROWS if r[0] in result["rows"]}
+        with atomic_path(saved) as tmp:
             tmp.write_text(json.dumps({**result, "args": vars(args)}, indent=1))
     return result
 
@@ -214,11 +258,19 @@ def min_nfe(cells: Sequence[dict[str, Any]], floor: float) -> str:
     return str(min(ok)) if ok else f"> {max(c['nfe'] for c in cells)}"
 
 
+def converged_nfe(cells: Sequence[dict[str, Any]], factor: float = 1.1) -> str:
+    """The smallest NFE whose W2 is within ``factor`` of the row's W2 at its largest NFE:
+    how many steps the sampler needs to converge, whatever the model's own error."""
+    last = max(cells, key=lambda c: c["nfe"])
+    ok = [c["nfe"] for c in cells if c["w2"] <= factor * last["w2"]]
+    return str(min(ok))
+
+
 def format_table(res: dict[str, Any], nfes: Sequence[int]) -> str:
     """A markdown table: rows are samplers, columns NFE, cells W2 (bold within 1.2x floor)."""
     floor = res["floor"]["w2"]
     head = ["sampler (model)", "train steps", *[f"NFE {n}" for n in nfes]]
-    head.append(f"min NFE <= {FLOOR_FACTOR}x floor")
+    head += [f"min NFE <= {FLOOR_FACTOR}x floor", "min NFE <= 1.1x own NFE-max"]
     out = [
         f"**{res['dataset']}**: W2 to fresh true samples (mean of the draws); noise floor "
         f"{floor:.4f} +- {res['floor']['std']:.4f}; bold = within {FLOOR_FACTOR}x of it.",
@@ -236,7 +288,7 @@ def format_table(res: dict[str, Any], nfes: Sequence[int]) -> str:
             else:
                 text = f"{c['w2']:.3f}"
                 cells.append(f"**{text}**" if c["w2"] <= FLOOR_FACTOR * floor else text)
-        cells.append(min_nfe(row["cells"], floor))
+        cells += [min_nfe(row["cells"], floor), converged_nfe(row["cells"])]
         out.append("| " + " | ".join(cells) + " |")
     out.append("")
     return "\n".join(out)
@@ -252,20 +304,32 @@ def plot(results: Sequence[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(results), figsize=(6.2 * len(results), 4.6), squeeze=False)
     for ax, res in zip(axes[0], results, strict=True):
         floor = res["floor"]["w2"]
-        for label, row in res["rows"].items():
+        colors = plt.get_cmap("tab20").colors
+        for i, (label, row) in enumerate(res["rows"].items()):
             nfe = [c["nfe"] for c in row["cells"]]
             ratio = [c["w2"] / floor for c in row["cells"]]
-            style = "--" if row["model"] in ("ddpm", "vp") else "-"
-            ax.plot(nfe, ratio, style, marker="o", ms=3, label=label)
+            style = (
+                "--"
+                if row["model"] in ("ddpm", "vp")
+                else ":"
+                if row["model"] in PEER_MODELS
+                else "-"
+            )
+            ax.plot(nfe, ratio, style, marker="o", ms=3, label=label, color=colors[2 * i % 20])
         ax.axhline(FLOOR_FACTOR, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("NFE")
         ax.set_ylabel("W2 / noise floor")
         ax.set_title(res["dataset"])
         ax.grid(alpha=0.3, which="both")
     axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle("flow matching (solid) vs diffusion (dashed), same MLP and training steps")
+    fig.suptitle(
+        "flowmatch (solid), diffusion (dashed), peer libraries (dotted): same MLP and steps"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -326,6 +390,11 @@ def render(args: argparse.Namespace) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")
+    p.add_argument(
+        "--models",
+        default=",".join([*MODELS, *peers.available()]),
+        help="comma-separated; default: ours and the installed peer libraries'",
+    )
     p.add_argument("--steps", type=int, default=20_000, help="training steps of every model")
     p.add_argument("--reflow-steps", type=int, default=10_000)
     p.add_argument("--pairs", type=int, default=50_000, help="reflow pairs")
@@ -346,6 +415,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for d in args.datasets:
         if d not in DATASETS:
             p.error(f"--datasets: unknown {d!r}; expected some of {', '.join(DATASETS)}")
+    args.models = [m for m in args.models.split(",") if m]
+    known = (*MODELS, *PEER_MODELS)
+    for m in args.models:
+        if m not in known:
+            p.error(f"--models: unknown {m!r}; expected some of {', '.join(known)}")
+        if m in PEER_MODELS and m not in peers.available():
+            p.error(
+                f"--models: {m} is not installed (pip install --no-deps torchcfm flow_matching)"
+            )
+    if "fm-reflow" in args.models and "fm" not in args.models:
+        p.error("--models: fm-reflow reflows fm; give fm too")
     try:
         args.nfes = sorted({int(n) for n in args.nfes.split(",") if n.strip()})
     except ValueError:
