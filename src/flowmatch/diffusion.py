@@ -248,7 +248,7 @@ def solve_diffusion(
         pred = predict(x, t)
         x1_hat = path.convert(pred, src=kind, dst="x1", x_t=x, t=t)
         noise = None
-        if stochastic and i < steps - 1:  # the last step (to t = 1) has no variance
+        if stochastic and i < steps - 1:  # none on the last step, as in DDPM (var 0 there)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         if method == "ddpm":
             x = ddpm_step(path, x, x1_hat, t, s, noise=noise)

@@ -15,7 +15,7 @@ from flowmatch.paths import AffinePath
 from flowmatch.schedules import Linear
 from flowmatch.time import TimeSampler, Uniform
 
-__all__ = ["TRAINABLE_PREDICTIONS", "FlowMatchingLoss", "source_batch"]
+__all__ = ["TRAINABLE_PREDICTIONS", "FlowMatchingLoss", "drop_labels", "source_batch"]
 
 TRAINABLE_PREDICTIONS: tuple[str, ...] = ("velocity", "x1", "x0", "epsilon")
 """The kinds a model can be trained to predict (``score`` is derived, never regressed)."""
@@ -48,6 +48,29 @@ def source_batch(
     return x0
 
 
+def drop_labels(
+    cond: Tensor, p: float, null_cond: int, *, generator: torch.Generator | None = None
+) -> Tensor:
+    """Replace each label by ``null_cond`` with probability p (classifier-free guidance).
+
+    Args:
+        cond: integer labels, shape (B,).
+        p: the drop probability, in [0, 1).
+        null_cond: the "no label" value.
+        generator: torch RNG of the draws.
+
+    Returns:
+        The labels with about a fraction p set to ``null_cond``, shape (B,).
+    """
+    if cond.dtype.is_floating_point or cond.ndim != 1:
+        raise ValueError(
+            f"label dropout needs integer labels of shape (B,), got {cond.dtype} "
+            f"{tuple(cond.shape)}"
+        )
+    drop = torch.rand(cond.shape[0], generator=generator, device=cond.device) < p
+    return torch.where(drop, torch.full_like(cond, null_cond), cond)
+
+
 class FlowMatchingLoss:
     """Mean squared error between a model's prediction at (x_t, t) and its conditional target.
 
@@ -63,6 +86,10 @@ class FlowMatchingLoss:
         coupling: pairs x0 with x1; :class:`~flowmatch.couplings.Independent` by default.
         time_sampler: draws t; :class:`~flowmatch.time.Uniform` by default.
         prediction: what the model predicts: velocity, x1, x0 or epsilon.
+        cond_dropout: probability in [0, 1) of replacing a point's label by ``null_cond``
+            (classifier-free guidance trains the unconditional model this way; Ho & Salimans
+            2022, Algorithm 1). Needs integer labels and ``null_cond``.
+        null_cond: the label that means "no label" (e.g. ``UNet.null_class``).
 
     Example:
         >>> loss_fn = FlowMatchingLoss(AffinePath())
@@ -77,6 +104,8 @@ class FlowMatchingLoss:
         coupling: Coupling | None = None,
         time_sampler: TimeSampler | None = None,
         prediction: str = "velocity",
+        cond_dropout: float = 0.0,
+        null_cond: int | None = None,
     ) -> None:
         if path is None:
             path = AffinePath()
@@ -104,15 +133,27 @@ class FlowMatchingLoss:
             raise ValueError(
                 f"time_sampler must be a TimeSampler, got {type(time_sampler).__name__}"
             )
+        if isinstance(cond_dropout, bool) or not (
+            isinstance(cond_dropout, (int, float)) and 0.0 <= cond_dropout < 1.0
+        ):
+            raise ValueError(f"cond_dropout must be a number in [0, 1), got {cond_dropout!r}")
+        if cond_dropout > 0 and (isinstance(null_cond, bool) or not isinstance(null_cond, int)):
+            raise ValueError(
+                f"cond_dropout={cond_dropout} needs null_cond, the integer label meaning "
+                f"'no label', got {null_cond!r}"
+            )
         self.path = path
         self.coupling = coupling
         self.time_sampler = time_sampler
         self.prediction = prediction
+        self.cond_dropout = float(cond_dropout)
+        self.null_cond = null_cond
 
     def __repr__(self) -> str:
         return (
             f"FlowMatchingLoss({self.path!r}, coupling={self.coupling!r}, "
-            f"time_sampler={self.time_sampler!r}, prediction={self.prediction!r})"
+            f"time_sampler={self.time_sampler!r}, prediction={self.prediction!r}, "
+            f"cond_dropout={self.cond_dropout!r}, null_cond={self.null_cond!r})"
         )
 
     def __call__(
@@ -139,6 +180,8 @@ class FlowMatchingLoss:
         x0 = source_batch(x1, x0, cond, generator)
         t = self.time_sampler(x1.shape[0], device=x1.device, dtype=x1.dtype, generator=generator)
         x0, x1, cond = self.coupling(x0, x1, cond, generator=generator)
+        if cond is not None and self.cond_dropout > 0:
+            cond = drop_labels(cond, self.cond_dropout, self.null_cond, generator=generator)
         if isinstance(self.coupling, SchrodingerBridge):
             x_t, u_t = self.coupling.sample_path(x0, x1, t, generator=generator)
         else:

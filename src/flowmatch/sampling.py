@@ -6,6 +6,7 @@ plain ``velocity(x, t)`` callable the solvers integrate. t=0 is noise, t=1 data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -21,6 +22,7 @@ __all__ = [
     "SAMPLE_METHODS",
     "encode",
     "generate",
+    "guided_prediction",
     "interpolate",
     "model_velocity",
     "sample",
@@ -56,12 +58,70 @@ def _resolve(
     return path, prediction
 
 
+def guided_prediction(
+    model: nn.Module,
+    cond: Tensor | None = None,
+    *,
+    guidance: float | None = None,
+    null_cond: int | None = None,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The model's prediction ``f(x, t)``, conditional on ``cond`` and optionally guided.
+
+    With a guidance scale w, classifier-free guidance (Ho & Salimans 2022, eq. 6 in our
+    notation) combines the conditional and unconditional predictions,
+    ``f = f(x, t | null) + w (f(x, t | cond) - f(x, t | null))``: w = 1 is the conditional
+    model, w = 0 the unconditional one, w > 1 sharpens the class. Both branches go through
+    one batched forward of 2B points. The combination is taken in the model's own
+    prediction kind; every conversion of :meth:`~flowmatch.paths.AffinePath.convert` is
+    affine in the prediction, so it equals guiding the velocity.
+
+    Args:
+        model: a conditional model, ``model(x, t, cond=labels)``.
+        cond: labels, shape (B,) (or (B, ...) for other conditioning); None: unconditional.
+        guidance: the scale w, a finite number >= 0; None: no guidance (one forward).
+        null_cond: the label meaning "no label"; the model's ``null_class`` when None.
+
+    Returns:
+        ``f(x, t)`` with x (B, *D), t (B,), returning (B, *D).
+
+    Raises:
+        ValueError: guidance without cond, a bad scale, or no null label known.
+    """
+    if guidance is None:
+        return lambda x, t: call_model(model, x, t, cond)
+    if (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, (int, float))
+        or not (math.isfinite(guidance) and guidance >= 0)
+    ):
+        raise ValueError(f"guidance must be a finite number >= 0, got {guidance!r}")
+    if cond is None:
+        raise ValueError("guidance needs labels to guide towards (cond=...)")
+    if null_cond is None:
+        null_cond = getattr(model, "null_class", None)
+    if null_cond is None:
+        raise ValueError(
+            "guidance needs the model's 'no label' value: a model with a null_class attribute "
+            "(fm.models.UNet(num_classes=...)) or null_cond="
+        )
+    w = float(guidance)
+    both = torch.cat([cond, torch.full_like(cond, null_cond)])
+
+    def predict(x: Tensor, t: Tensor) -> Tensor:
+        out = call_model(model, torch.cat([x, x]), torch.cat([t, t]), both)
+        conditional, unconditional = out.chunk(2)
+        return unconditional + w * (conditional - unconditional)
+
+    return predict
+
+
 def model_velocity(
     model: nn.Module,
     *,
     path: AffinePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
+    guidance: float | None = None,
 ) -> Callable[[Tensor, Tensor], Tensor]:
     """Adapt a model into the velocity callable ``v(x, t)`` that the solvers integrate.
 
@@ -73,22 +133,19 @@ def model_velocity(
             ``prediction`` attribute, else ``velocity``. Non-velocity predictions are converted
             with :meth:`AffinePath.convert` (see there for the edge times t=0 and t=1).
         cond: conditioning passed to every call, shape (B, ...).
+        guidance: classifier-free guidance scale (see :func:`guided_prediction`).
 
     Returns:
-        ``v(x, t)`` with x (B, *D) and t (B,), one model evaluation per call.
+        ``v(x, t)`` with x (B, *D) and t (B,), one model evaluation per call (one batched
+        evaluation of 2B points with guidance).
     """
     path, prediction = _resolve(model, path, prediction)
-
+    predict = guided_prediction(model, cond, guidance=guidance)
     if prediction == "velocity":
+        return predict
 
-        def velocity(x: Tensor, t: Tensor) -> Tensor:
-            return call_model(model, x, t, cond)
-
-    else:
-
-        def velocity(x: Tensor, t: Tensor) -> Tensor:
-            pred = call_model(model, x, t, cond)
-            return path.convert(pred, src=prediction, dst="velocity", x_t=x, t=t)
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
+        return path.convert(predict(x, t), src=prediction, dst="velocity", x_t=x, t=t)
 
     return velocity
 
@@ -111,6 +168,7 @@ def sample(
     noise: NoiseScale = 1.0,
     spacing: str = "trailing",
     generator: torch.Generator | None = None,
+    guidance: float | None = None,
 ) -> Tensor:
     """Generate data by integrating the model's flow from noise x0 (t=0) to data (t=1).
 
@@ -136,6 +194,8 @@ def sample(
         noise: the SDE's noise scale g(t) = noise * sigma_t, or a callable g(t) (sde).
         spacing: trailing | leading: the timesteps of a DDPM schedule that ddpm/ddim visit.
         generator: torch RNG of the noise of sde, ddpm and ddim (eta > 0).
+        guidance: classifier-free guidance scale w with ``cond`` (see
+            :func:`guided_prediction`); None: the plain conditional model.
 
     Returns:
         Samples at t=1, shape (B, *D). :func:`generate` also gives the NFE and trajectory.
@@ -156,6 +216,7 @@ def sample(
         noise=noise,
         spacing=spacing,
         generator=generator,
+        guidance=guidance,
     ).x
 
 
@@ -177,6 +238,7 @@ def generate(
     noise: NoiseScale = 1.0,
     spacing: str = "trailing",
     generator: torch.Generator | None = None,
+    guidance: float | None = None,
     return_trajectory: bool = False,
 ) -> ODESolution:
     """Samples of a model with the NFE (and trajectory): the sampler behind :func:`sample`,
@@ -196,6 +258,9 @@ def generate(
     if average:
         from flowmatch.meanflow import solve_average
 
+        if guidance is not None:
+            raise ValueError("guidance is not supported for average-velocity (MeanFlow) jumps")
+
         return solve_average(
             model,
             x0,
@@ -210,7 +275,9 @@ def generate(
             raise ValueError(f"method {method!r} takes a number of steps, not a time grid")
         path, prediction = _resolve(model, path, prediction)
         if method == "sde":
-            velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
+            velocity = model_velocity(
+                model, path=path, prediction=prediction, cond=cond, guidance=guidance
+            )
             return solve_sde(
                 velocity,
                 x0,
@@ -221,7 +288,7 @@ def generate(
                 return_trajectory=return_trajectory,
             )
         return solve_diffusion(
-            lambda x, t: call_model(model, x, t, cond),
+            guided_prediction(model, cond, guidance=guidance),
             x0,
             path=path,
             kind=prediction,
@@ -232,7 +299,7 @@ def generate(
             generator=generator,
             return_trajectory=return_trajectory,
         )
-    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
+    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond, guidance=guidance)
     return solve_ode(
         velocity,
         x0,
