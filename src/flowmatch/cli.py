@@ -88,22 +88,40 @@ _NOISE_HELP = "SDE noise scale, g(t) = NOISE * sigma_t [default: the run's sampl
 @app.command()
 @handles_user_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Run directory to (re)create.")] = Path("runs/demo"),
-    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 20000,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory to (re)create [default: runs/demo(_digits)].")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="checkerboard (points, MLP) or digits (8x8 images, U-Net).")
+    ] = "checkerboard",
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="Training steps [default: 20000; digits 4000].")
+    ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """The main job: train the default model (checkerboard, MLP) and write samples and plots."""
+    """The main job: train the default model (checkerboard, MLP) and write samples and plots.
+
+    With --dataset digits: a class-conditional U-Net on scikit-learn's 8x8 digits, a 10x10
+    grid (a row per class, classifier-free guidance) and one sample's path from noise.
+    """
+    if dataset not in ("checkerboard", "digits"):
+        raise UsageError(f"--dataset: expected checkerboard or digits, got {dataset!r}")
     if oracle:
         from flowmatch.demo import oracle_demo
 
-        oracle_demo(out, echo=typer.echo)
+        oracle_demo(out if out is not None else Path("runs/demo"), echo=typer.echo)
         return
-    from flowmatch.demo import training_demo
+    from flowmatch.demo import digits_demo, training_demo
 
-    training_demo(out, steps=steps, progress=progress, echo=typer.echo)
+    if dataset == "digits":
+        out = out if out is not None else Path("runs/demo_digits")
+        digits_demo(out, steps=steps, progress=progress, echo=typer.echo)
+        return
+    out = out if out is not None else Path("runs/demo")
+    training_demo(out, steps=steps or 20000, progress=progress, echo=typer.echo)
 
 
 @app.command()
@@ -152,7 +170,9 @@ def train(
 @handles_user_errors
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or its model/ directory).")],
-    out: Annotated[Path, typer.Option(help="Output file: .npy, .csv or .png (2-D data).")],
+    out: Annotated[
+        Path, typer.Option(help="Output file: .npy, .csv (points) or .png (2-D points, images).")
+    ],
     num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
     steps: Annotated[
         int | None, typer.Option(min=1, help="Solver steps [default: the run's sample.steps].")
@@ -166,6 +186,17 @@ def sample(
     ] = None,
     eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_ETA_HELP)] = None,
     noise: Annotated[float | None, typer.Option(min=0.0, help=_NOISE_HELP)] = None,
+    cond: Annotated[
+        int | None,
+        typer.Option(help="Class of every sample (labelled runs) [default: each class in turn]."),
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Classifier-free guidance scale (1: conditional) [default: sample.guidance].",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(min=0)] = 0,
     interpolate: Annotated[
         Path | None,
@@ -189,6 +220,8 @@ def sample(
         interpolate=interpolate,
         eta=eta,
         noise=noise,
+        cond=cond,
+        guidance=guidance,
         echo=typer.echo,
     )
 

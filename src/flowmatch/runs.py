@@ -87,6 +87,8 @@ def sample_run(
     interpolate: str | Path | None = None,
     eta: float | None = None,
     noise: float | None = None,
+    cond: int | None = None,
+    guidance: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Sample a trained run (EMA weights) from its source and write the points atomically.
@@ -108,7 +110,12 @@ def sample_run(
         interpolate: a ``.csv``/``.npy`` data file whose first two rows are interpolated.
         eta: DDIM's eta in [0, 1]; None: the run's ``sample.eta`` (0 without one).
         noise: the SDE's noise scale; None: the run's ``sample.noise`` (1 without one).
+        cond: the class of every sample (labelled runs); None: ``num`` samples spread evenly
+            over the classes (a labelled run) or unconditional ones.
+        guidance: classifier-free guidance scale; None: the run's ``sample.guidance``.
         echo: where the summary line goes.
+
+    Image runs write ``.npy`` (N, C, H, W) or a ``.png`` grid (a row per class).
 
     Raises:
         DataError: an output suffix that is not supported, or an interpolation file with
@@ -120,16 +127,23 @@ def sample_run(
     if out.suffix not in (*TABLE_SUFFIXES, ".png"):
         raise DataError(f"{out}: expected a file ending in .npy, .csv or .png")
     model = load(run_dir)
-    dim = model.spec["arch"]["dim"]
-    if out.suffix == ".png" and dim != 2:
-        raise DataError(f"{out}: a .png needs 2-D data, this model has dimension {dim}")
-    if steps is None or method is None or eta is None or noise is None:
-        run_cfg = Path(run_dir) / "config.yaml"
-        defaults = load_config(run_cfg).sample if run_cfg.is_file() else None
-        steps = steps if steps is not None else (defaults.steps if defaults else 16)
-        method = method if method is not None else (defaults.method if defaults else "midpoint")
-        eta = eta if eta is not None else (defaults.eta if defaults else 0.0)
-        noise = noise if noise is not None else (defaults.noise if defaults else 1.0)
+    shape = point_shape(model)
+    image = len(shape) == 3
+    if out.suffix == ".png" and shape != (2,) and not image:
+        raise DataError(f"{out}: a .png needs 2-D points or images, this model has {shape}")
+    if out.suffix == ".csv" and image:
+        raise DataError(f"{out}: images are written as .npy (N, C, H, W) or a .png grid")
+    run_cfg = Path(run_dir) / "config.yaml"
+    defaults = load_config(run_cfg).sample if run_cfg.is_file() else None
+    steps = steps if steps is not None else (defaults.steps if defaults else 16)
+    method = method if method is not None else (defaults.method if defaults else "midpoint")
+    eta = eta if eta is not None else (defaults.eta if defaults else 0.0)
+    noise = noise if noise is not None else (defaults.noise if defaults else 1.0)
+    if guidance is None and defaults is not None:
+        guidance = defaults.guidance
+    labels = _labels(model, num, cond, guidance)
+    if labels is None:
+        guidance = None  # an unlabelled run: the run's default guidance does not apply
     check_sampler(model, method, [steps], eta=eta)
     if interpolate is not None and method in ("sde", "ddpm", "ddim"):
         raise SamplerError(f"--interpolate decodes with an ODE solver, got --method {method}")
@@ -140,20 +154,75 @@ def sample_run(
         x, what = _interpolants(model, Path(interpolate), standardizer, num, steps, method)
     else:
         g = torch.Generator().manual_seed(seed)
-        x0 = draw_source(model.spec.get("source"), num, dim, g)
-        res = generate(model, x0, steps=steps, method=method, eta=eta, noise=noise, generator=g)
+        x0 = draw_source(model.spec.get("source"), num, shape, g)
+        res = generate(
+            model,
+            x0,
+            steps=steps,
+            method=method,
+            eta=eta,
+            noise=noise,
+            generator=g,
+            cond=labels,
+            guidance=guidance,
+        )
         how = "average velocity" if getattr(model, "two_times", False) else method
-        x, what = res.x, f"samples ({how}, NFE {res.nfe})"
+        guided = f", guidance {guidance:g}" if guidance is not None else ""
+        x, what = res.x, f"samples ({how}, NFE {res.nfe}{guided})"
     if standardizer is not None:
         x = standardizer.inverse(x)
     if out.suffix == ".png":
         from flowmatch import viz
 
-        viz.scatter(x, out, title=what)
+        if image:
+            per_row = 10 if labels is None else max(1, num // len(model.spec["class_names"]))
+            viz.image_grid(x, out, nrow=min(per_row, num), scale=max(1, 96 // shape[-1]))
+        else:
+            viz.scatter(x, out, title=what)
+    elif image:
+        _save_npy(out, x)
     else:
         save_table(out, x, model.spec.get("columns"))
     echo(f"wrote {num} {what} to {out}")
     return out
+
+
+def point_shape(model: torch.nn.Module) -> tuple[int, ...]:
+    """The shape of one data point of a loaded model: (D,) or (C, H, W)."""
+    spec = model.spec
+    if "shape" in spec:
+        return tuple(spec["shape"])
+    return (spec["arch"]["dim"],)  # model files written before images existed
+
+
+def _labels(
+    model: torch.nn.Module, num: int, cond: int | None, guidance: float | None
+) -> torch.Tensor | None:
+    """The class of each of ``num`` samples: ``cond``, or the classes in turn, or None."""
+    names = model.spec.get("class_names")
+    if names is None:
+        if cond is not None or guidance is not None:
+            what = "--cond" if cond is not None else "--guidance"
+            raise SamplerError(f"{what}: this model was not trained with labels")
+        return None
+    if cond is not None:
+        if not 0 <= cond < len(names):
+            raise SamplerError(
+                f"--cond: expected a class in [0, {len(names) - 1}] ({', '.join(names)}), "
+                f"got {cond}"
+            )
+        return torch.full((num,), cond, dtype=torch.int64)
+    per = max(1, num // len(names))
+    return (torch.arange(num) // per).clamp(max=len(names) - 1)
+
+
+def _save_npy(path: Path, x: torch.Tensor) -> None:
+    import numpy as np
+
+    from flowmatch.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, x.detach().cpu().numpy().astype(np.float32))
 
 
 def _interpolants(
@@ -174,8 +243,11 @@ def _interpolants(
         )
     if num < 2:
         raise DataError(f"--num: interpolation needs at least 2 points, got {num}")
+    shape = point_shape(model)
+    if len(shape) != 1:
+        raise DataError(f"--interpolate: takes a table of points; this model makes {shape} images")
     table = load_table(data_file)
-    dim = model.spec["arch"]["dim"]
+    dim = shape[0]
     if table.data.shape[0] < 2 or table.data.shape[1] != dim:
         raise DataError(
             f"{data_file}: expected at least 2 rows of {dim} columns to interpolate between, "
@@ -218,6 +290,8 @@ def evaluate_run(
     noise = noise if noise is not None else cfg.sample.noise
     for method in methods:
         check_sampler(model, method, steps, eta=eta)
+    if data.name == "digits":
+        return _evaluate_digits(run_dir, model, data, cfg, steps, methods, draws, eta, noise, echo)
     reference, num = data.reference(), data.max_eval_points(num)
     seed = cfg.train.seed + 7
     echo(f"evaluating {run_dir} on {data.name}: {draws} draws of {num} points per figure")
@@ -237,6 +311,52 @@ def evaluate_run(
     floor = noise_floor(reference, num_samples=num, draws=draws, seed=seed)
     straight = model_straightness(model, data.draw_source, seed=cfg.train.seed + 13)
     echo(write_report(run_dir, rows, floor, title=f"{data.name}: W2 vs NFE", straightness=straight))
+    echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
+    return rows, floor
+
+
+def _evaluate_digits(
+    run_dir: Path,
+    model: torch.nn.Module,
+    data: Any,
+    cfg: Any,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    draws: int,
+    eta: float,
+    noise: float,
+    echo: Callable[[str], None],
+) -> tuple[list[Any], Any]:
+    """FD/KID/accuracy of a digits run per sampler (see :mod:`flowmatch.train.image_eval`)."""
+    from flowmatch.train.image_eval import (
+        evaluate_images,
+        format_image_row,
+        image_floor,
+        write_image_report,
+    )
+
+    guidance = cfg.sample.guidance
+    echo(
+        f"evaluating {run_dir} on digits: {draws} draws of {data.train.shape[0]} images per "
+        f"figure against the {data.holdout.shape[0]} test images, guidance {guidance}"
+    )
+    rows = evaluate_images(
+        model,
+        data.holdout,
+        data.labels,
+        num=data.train.shape[0],
+        steps=steps,
+        methods=methods,
+        draws=draws,
+        seed=cfg.train.seed + 7,
+        guidance=guidance,
+        eta=eta,
+        noise=noise,
+        on_row=lambda r: echo(format_image_row(r)),
+    )
+    floor = image_floor(data.train, data.holdout, data.labels)
+    title = f"digits: FD vs NFE (guidance {guidance if guidance is not None else 'none'})"
+    echo(write_image_report(run_dir, rows, floor, title=title))
     echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
     return rows, floor
 
@@ -320,8 +440,9 @@ def reflow_run(
         raw["eval"]["steps"], raw["eval"]["methods"] = [1, 2, 4], ["euler"]
     cfg = apply_overrides(config_from_dict(raw), overrides)  # validated before any write
 
-    dim = model.spec["arch"]["dim"]
-    x0 = draw_source(model.spec.get("source"), num, dim, torch.Generator().manual_seed(seed))
+    x0 = draw_source(
+        model.spec.get("source"), num, point_shape(model), torch.Generator().manual_seed(seed)
+    )
     echo(f"reflow: integrating {num} source points with {run_dir} (dopri5, tol 1e-5)")
     start = time.perf_counter()
     with _bar(progress) as bar:
@@ -424,7 +545,13 @@ def likelihood_run(
     if out is not None and Path(out).suffix not in TABLE_SUFFIXES:
         raise DataError(f"{out}: expected a file name ending in .csv or .npy")
     model = load(run_dir)
-    dim = model.spec["arch"]["dim"]
+    shape = point_shape(model)
+    if len(shape) != 1:
+        raise DataError(
+            f"{data_file}: flowmatch likelihood scores tables of points; this model makes "
+            f"{shape} images (use fm.log_likelihood with method='hutchinson')"
+        )
+    dim = shape[0]
     table = load_table(data_file)
     if table.data.shape[1] != dim:
         raise DataError(

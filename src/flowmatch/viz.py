@@ -541,8 +541,12 @@ def _tile(images: np.ndarray, ncol: int, value_range: tuple[float, float]) -> np
     return grid
 
 
-def _write_png(grid: np.ndarray, path: PathLike) -> Path:
+def _write_png(grid: np.ndarray, path: PathLike, scale: int = 1) -> Path:
     from matplotlib.image import imsave
+
+    scale = _check_positive_int(scale, "scale", 1)
+    if scale > 1:  # nearest-neighbour upscaling: pixels stay sharp squares
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
 
     with _atomic_target(path, ".png") as tmp:
         imsave(tmp, grid, format="png")
@@ -555,6 +559,7 @@ def image_grid(
     *,
     nrow: int | None = None,
     value_range: tuple[float, float] = (-1, 1),
+    scale: int = 1,
 ) -> Path:
     """Tile a batch of images into one PNG, pixel for pixel (no resampling).
 
@@ -568,18 +573,20 @@ def image_grid(
         nrow: images per row (as in torchvision's ``make_grid``); default ceil(sqrt(N)).
         value_range: (lo, hi) pixel values mapped to black and white; values outside are
             clipped.
+        scale: integer upscaling of the whole PNG (each pixel becomes scale x scale), for
+            small images such as 8x8 digits.
 
     Returns:
         The path written.
 
     Raises:
-        ValueError: on a bad shape, nrow, value_range or file suffix.
+        ValueError: on a bad shape, nrow, value_range, scale or file suffix.
     """
     arr = _images(images, "images", "N")
     vr = _check_range(value_range, "value_range")
     n = arr.shape[0]
     ncol = math.ceil(math.sqrt(n)) if nrow is None else _check_positive_int(nrow, "nrow", 1)
-    return _write_png(_tile(arr, min(ncol, n), vr), path)
+    return _write_png(_tile(arr, min(ncol, n), vr), path, scale)
 
 
 def trajectory_strip(
@@ -588,6 +595,7 @@ def trajectory_strip(
     *,
     num_frames: int = 8,
     value_range: tuple[float, float] = (-1, 1),
+    scale: int = 1,
 ) -> Path:
     """Write one image's path along the ODE as a horizontal strip, noise (t=0) on the left.
 
@@ -601,6 +609,7 @@ def trajectory_strip(
         path: output file, must end in ``.png``.
         num_frames: number of frames to show, >= 2.
         value_range: (lo, hi) pixel values mapped to black and white.
+        scale: integer upscaling of the PNG (see :func:`image_grid`).
 
     Returns:
         The path written.
@@ -613,4 +622,4 @@ def trajectory_strip(
     vr = _check_range(value_range, "value_range")
     idx = np.unique(np.round(np.linspace(0, len(arr) - 1, min(num_frames, len(arr)))))
     frames = arr[idx.astype(np.int64)]
-    return _write_png(_tile(frames, len(frames), vr), path)
+    return _write_png(_tile(frames, len(frames), vr), path, scale)

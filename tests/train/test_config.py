@@ -41,11 +41,17 @@ data:
   num_train: 1234
   num_holdout: 321
   pairs: runs/reflow/pairs.safetensors
-model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, init: runs/base}
-path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 80.0, n: 3.0}
+  image_size: 16
+  channels: 3
+model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, init: runs/base,
+        channels: 16, multipliers: [1, 2, 2], res_blocks: 2, attention: [4], groups: 4,
+        dropout: 0.1}
+path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 80.0, n: 3.0,
+       timesteps: 500, betas: cosine, beta_start: 2.0e-4, beta_end: 0.03}
 coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1, sigma: 0.0}
 time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0, value: 0.5}
-objective: {name: meanflow, prediction: x1, ratio_distinct: 0.5, adaptive_p: 0.5}
+objective: {name: meanflow, prediction: x1, ratio_distinct: 0.5, adaptive_p: 0.5,
+            cond_dropout: 0.2}
 optim:
   lr: 3e-4
   weight_decay: 1.0e-2
@@ -64,7 +70,7 @@ train:
   precision: bf16
   compile: true
   tensorboard: true
-sample: {steps: 4, method: rk4}
+sample: {steps: 4, method: rk4, eta: 0.5, noise: 0.7, guidance: 1.5}
 eval: {steps: [1, 3], methods: [heun, dopri5], num_samples: 100, draws: 2}
 """
 
@@ -152,8 +158,14 @@ def test_full_yaml_round_trip(tmp_path: Path) -> None:
     got = config_to_dict(cfg)
     for section in SECTIONS:
         for key, value in got[section].items():
-            # data.name and data.path exclude each other; "mlp" is the only model.name
-            if (section, key) not in {("data", "path"), ("model", "name")}:
+            # data.name, data.path and data.images exclude each other (data.labels goes
+            # with images); model.name picks which of the model keys apply
+            if (section, key) not in {
+                ("data", "path"),
+                ("data", "images"),
+                ("data", "labels"),
+                ("model", "name"),
+            }:
                 assert value != defaults[section][key], f"{section}.{key} kept its default"
     assert cfg.optim.lr == 3e-4 and cfg.optim.betas == (0.8, 0.95)
 
@@ -282,7 +294,10 @@ def test_apply_overrides_returns_a_new_config() -> None:
             "model: {widht: 3}\n",
             (),
             "model.widht",
-            ["unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, init)"],
+            [
+                "unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, init, "
+                "channels"
+            ],
         ),
         ("train: {step: 3}\n", (), "train.step", ["unknown key", "did you mean 'steps'?"]),
         ("data: {source: {name: moons, size: 3}}\n", (), "data.source.size", ["unknown key"]),
@@ -318,7 +333,7 @@ def test_apply_overrides_returns_a_new_config() -> None:
         (None, ("eval.draws=0",), "eval.draws", ["expected an integer > 0, got 0"]),
         # unknown names
         (None, ("path.schedule=foo",), "path.schedule", ["one of linear, cosine, vp, ve"]),
-        (None, ("model.name=unet",), "model.name", ["expected one of mlp, got 'unet'"]),
+        (None, ("model.name=vit",), "model.name", ["expected one of mlp, unet, got 'vit'"]),
         (None, ("train.device=tpu",), "train.device", ["one of auto, cpu, cuda, got 'tpu'"]),
         (None, ("sample.method=rk5",), "sample.method", ["one of euler, midpoint, heun, rk4"]),
         (

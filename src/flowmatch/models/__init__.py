@@ -3,5 +3,6 @@
 from flowmatch.models.base import call_model
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
 from flowmatch.models.mlp import MLP
+from flowmatch.models.unet import UNet
 
-__all__ = ["MLP", "SinusoidalTimeEmbedding", "call_model"]
+__all__ = ["MLP", "SinusoidalTimeEmbedding", "UNet", "call_model"]

@@ -16,6 +16,7 @@ from torch import nn
 
 from flowmatch.atomic import atomic_path
 from flowmatch.models.mlp import MLP
+from flowmatch.models.unet import UNet
 from flowmatch.paths import AffinePath
 from flowmatch.schedules import SCHEDULES
 
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
 
 
 class ModelFileError(ValueError):

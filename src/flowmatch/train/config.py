@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 ToyName = Literal["checkerboard", "8gaussians", "moons", "circles", "spirals", "rings"]
+DataName = Literal["checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits"]
 SolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
 SamplerName = Literal["euler", "midpoint", "heun", "rk4", "dopri5", "sde", "ddpm", "ddim"]
 Activation = Literal["silu", "gelu", "relu", "tanh"]
@@ -150,13 +151,19 @@ class SourceConfig(_Section):
 
 
 class DataConfig(_Section):
-    """The data (t = 1): a toy set by name or a file of points; exactly one of the two.
+    """The data (t = 1): a toy set or image set by name, a file of points, or image files;
+    exactly one of ``name``, ``path`` and ``images``.
 
     Attributes:
-        name: a toy 2-D set, one of `TOY_DATASETS`; "checkerboard" when neither name nor path
-            is given.
+        name: a toy 2-D set, one of `TOY_DATASETS`, or ``digits`` (scikit-learn's 8x8 digits,
+            10 classes, fixed train/test split); "checkerboard" when nothing else is given.
         path: a ``.csv`` or ``.npy`` file of points, one per row, as written (a relative path is
             relative to the working directory of the run).
+        images: image data with class labels: a folder of class sub-folders of PNG/JPEG files,
+            or an MNIST IDX images file (gzip or not) with ``labels``.
+        labels: the IDX labels file of an IDX ``images`` file.
+        image_size: the side images of a folder are resized to.
+        channels: 1 (gray) or 3 (RGB) for folder images.
         source: the source distribution; None (the default) is the standard normal.
         num_train: points drawn for training (toy sets; the pool an epoch draws from).
         num_holdout: held-out points used for evaluation.
@@ -165,8 +172,12 @@ class DataConfig(_Section):
             define the held-out data of the evaluation.
     """
 
-    name: ToyName | None = None
+    name: DataName | None = None
     path: str | None = None
+    images: str | None = None
+    labels: str | None = None
+    image_size: Annotated[_Int, Field(ge=8, le=64)] = 32
+    channels: Literal[1, 3] = 1
     pairs: str | None = None
     source: SourceConfig | None = None
     num_train: PositiveInt = 100_000
@@ -177,9 +188,14 @@ class DataConfig(_Section):
     def _default_name(cls, data: Any) -> Any:
         if data is None:
             data = {}
-        if isinstance(data, dict) and data.get("name") is None and data.get("path") is None:
+        if isinstance(data, dict) and all(data.get(k) is None for k in ("name", "path", "images")):
             data = {**data, "name": "checkerboard"}
         return data
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the data are images (digits or ``images``) rather than points."""
+        return self.name == "digits" or self.images is not None
 
     @field_validator("path")
     @classmethod
@@ -203,28 +219,54 @@ class DataConfig(_Section):
                 f"give either data.name or data.path, not both (got name {self.name!r} and "
                 f"path {self.path!r}; set data.name=null to use the file)",
             )
+        if self.images is not None and (self.name is not None or self.path is not None):
+            raise _FieldProblem(
+                "images",
+                "give data.images alone, without data.name or data.path (set them to null)",
+            )
+        if self.labels is not None and self.images is None:
+            raise _FieldProblem("labels", "data.labels is the IDX labels file of data.images")
+        if self.is_image and self.source is not None:
+            raise _FieldProblem(
+                "source", "image data are generated from N(0, I) noise; remove data.source"
+            )
         return self
 
 
 class ModelConfig(_Section):
-    """The network.
+    """The network: an MLP for points, a U-Net for images.
 
     Attributes:
-        name: the architecture; only "mlp" for now ("unet" is reserved).
-        hidden: width of the hidden layers.
-        depth: number of hidden layers.
-        activation: one of `ACTIVATIONS`.
+        name: mlp | unet.
+        hidden: MLP: width of the hidden layers.
+        depth: MLP: number of hidden layers.
+        activation: MLP: one of `ACTIVATIONS`.
         time_embed_dim: size of the sinusoidal time embedding; even.
         init: a run (or model) directory whose EMA weights initialise the network (warm start,
             e.g. reflow); its architecture must match.
+        channels: U-Net: channels of the first level.
+        multipliers: U-Net: channel multiplier of each level (a level per entry; the image
+            is halved between levels).
+        res_blocks: U-Net: residual blocks per level.
+        attention: U-Net: feature-map sides with self-attention (e.g. [8]).
+        groups: U-Net: GroupNorm groups.
+        dropout: U-Net: dropout in the residual blocks.
     """
 
-    name: Literal["mlp"] = "mlp"
+    name: Literal["mlp", "unet"] = "mlp"
     hidden: PositiveInt = 256
     depth: PositiveInt = 3
     activation: Activation = "silu"
     time_embed_dim: PositiveInt = 64
     init: str | None = None
+    channels: PositiveInt = 32
+    multipliers: Annotated[list[PositiveInt], BeforeValidator(_as_list), Field(min_length=1)] = (
+        Field(default_factory=lambda: [1, 2])
+    )
+    res_blocks: PositiveInt = 1
+    attention: Annotated[list[PositiveInt], BeforeValidator(_as_list)] = Field(default_factory=list)
+    groups: PositiveInt = 8
+    dropout: Annotated[_Float, Field(ge=0, lt=1)] = 0.0
 
     @field_validator("time_embed_dim")
     @classmethod
@@ -327,10 +369,13 @@ class ObjectiveConfig(_Section):
         prediction: velocity | x1 | x0 | epsilon.
         ratio_distinct: meanflow: fraction of points with two distinct times, in [0, 1].
         adaptive_p: meanflow: power of the adaptive loss weight (0: plain squared error).
+        cond_dropout: labelled data (images): probability of training a label as the null
+            class, which makes the model usable with classifier-free guidance.
     """
 
     name: Literal["flow_matching", "meanflow"] = "flow_matching"
     prediction: Literal["velocity", "x1", "x0", "epsilon"] = "velocity"
+    cond_dropout: Annotated[_Float, Field(ge=0, lt=1)] = 0.1
     ratio_distinct: Annotated[_Float, Field(ge=0, le=1)] = 0.25
     adaptive_p: Annotated[_Float, Field(ge=0)] = 1.0
 
@@ -392,12 +437,15 @@ class SampleConfig(_Section):
             SDE), ddpm (ancestral) or ddim.
         eta: DDIM's stochasticity, in [0, 1] (0: deterministic).
         noise: the SDE's noise scale: g(t) = noise * sigma_t.
+        guidance: classifier-free guidance scale of labelled runs (1: the conditional model;
+            null: no guidance).
     """
 
     steps: PositiveInt = 16
     method: SamplerName = "midpoint"
     eta: Annotated[_Float, Field(ge=0, le=1)] = 0.0
     noise: NonNegativeFloat = 1.0
+    guidance: NonNegativeFloat | None = None
 
 
 class EvalConfig(_Section):

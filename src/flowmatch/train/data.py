@@ -3,8 +3,9 @@
 Toy sets are drawn once from the run's seed (a pool of ``num_train`` points and a separate
 held-out set); a table file is standardized with statistics fitted on its training rows (and
 stored in the run, so samples are mapped back to data units) and split into training and
-held-out rows by a seeded permutation. Batches are drawn with replacement from the pool with
-a ``torch.Generator`` whose state is part of every checkpoint.
+held-out rows by a seeded permutation. Images (``digits`` with its fixed split; a folder or
+MNIST IDX files split like a table) come with class labels. Batches are drawn with
+replacement from the pool with a ``torch.Generator`` whose state is part of every checkpoint.
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ class RunData:
     """Everything the trainer and the evaluation need to know about the data.
 
     Attributes:
-        train: training points (standardized for tables), shape (N, D).
-        holdout: held-out points in the same units, shape (M, D).
+        train: training points (standardized for tables), shape (N, D), or images
+            (N, C, H, W) in [-1, 1].
+        holdout: held-out points in the same units, shape (M, D) or (M, C, H, W).
         source: toy set name of the source, or None for N(0, I).
         standardizer: the table standardization, or None for toy sets.
         name: a short description (toy name or file name).
         columns: the table's column names, or None for toy sets.
+        labels: class labels of ``train``, (N,) int64, or None (unlabelled data).
+        holdout_labels: class labels of ``holdout``, (M,), or None.
+        class_names: the name of each class, or None.
     """
 
     train: Tensor
@@ -45,36 +50,70 @@ class RunData:
     standardizer: Standardizer | None
     name: str
     columns: list[str] | None = None
+    labels: Tensor | None = None
+    holdout_labels: Tensor | None = None
+    class_names: list[str] | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one data point: (D,) or (C, H, W)."""
+        return tuple(self.train.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the points are images (C, H, W)."""
+        return self.train.ndim == 4
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes of labelled data, else None."""
+        return len(self.class_names) if self.class_names is not None else None
 
     @property
     def dim(self) -> int:
-        """Data dimension D."""
-        return self.train.shape[1]
+        """Data dimension D (the number of values of one point)."""
+        return int(torch.Size(self.shape).numel())
 
     def draw_source(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n source points (N(0, I) or the toy source), shape (n, D)."""
-        return draw_source(self.source, n, self.dim, generator)
+        """n source points (N(0, I) or the toy source), shape (n, *shape)."""
+        return draw_source(self.source, n, self.shape, generator)
 
     def reference(self) -> Tensor | Callable[[int, torch.Generator], Tensor]:
         """What samples are compared with: fresh true draws (toy set) or the held-out rows."""
-        if self.standardizer is not None:
+        if self.standardizer is not None or self.is_image:
             return self.holdout
         name = self.name
         return lambda n, g: sample_toy(name, n, generator=g)
 
     def max_eval_points(self, wanted: int) -> int:
         """Points per evaluation set: held-out rows split in two halves cap it for tables."""
-        return wanted if self.standardizer is None else min(wanted, self.holdout.shape[0] // 2)
+        if self.standardizer is None and not self.is_image:
+            return wanted
+        return min(wanted, self.holdout.shape[0] // 2)
 
 
 def draw_source(
-    source: str | None, n: int, dim: int, generator: torch.Generator | None = None
+    source: str | None,
+    n: int,
+    shape: int | tuple[int, ...],
+    generator: torch.Generator | None = None,
 ) -> Tensor:
-    """n points of a run's source: a toy set by name, or N(0, I) when ``source`` is None."""
+    """n points of a run's source: a toy set by name, or N(0, I) when ``source`` is None.
+
+    Args:
+        source: a toy set name, or None.
+        n: number of points.
+        shape: the shape of one point, or its dimension D.
+        generator: torch RNG.
+
+    Returns:
+        (n, *shape).
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
     if source is None:
-        return torch.randn(n, dim, generator=generator)
-    if dim != 2:
-        raise ValueError(f"a toy source ({source!r}) needs 2-D data, got dimension {dim}")
+        return torch.randn(n, *shape, generator=generator)
+    if shape != (2,):
+        raise ValueError(f"a toy source ({source!r}) needs 2-D data, got points of shape {shape}")
     return sample_toy(source, n, generator=generator)
 
 
@@ -91,6 +130,8 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         DataError: an unreadable file, or a table too small for the held-out split.
     """
     source = cfg.source.name if cfg.source is not None else None
+    if cfg.is_image:
+        return _load_images(cfg, seed=seed, base_dir=base_dir)
     if cfg.path is None:
         name = cfg.name or "checkerboard"
         pool = sample_toy(name, cfg.num_train, generator=_gen(seed, POOL_STREAM))
@@ -120,6 +161,58 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         standardizer,
         path.name,
         table.columns,
+    )
+
+
+def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
+    """digits (its fixed split), or a folder / IDX files split 80/20 by a seeded permutation."""
+    from flowmatch.data.images import load_digits, load_image_folder, load_mnist_idx
+
+    if cfg.name == "digits":
+        d = load_digits()
+        return RunData(
+            d.train,
+            d.test,
+            None,
+            None,
+            "digits",
+            None,
+            d.train_labels,
+            d.test_labels,
+            d.class_names,
+        )
+    assert cfg.images is not None
+
+    def resolve(value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else Path(base_dir) / path
+
+    path = resolve(cfg.images)
+    if path.is_dir():
+        images, labels, names = load_image_folder(path, size=cfg.image_size, channels=cfg.channels)
+    else:
+        labels_path = resolve(cfg.labels) if cfg.labels is not None else None
+        images, idx_labels = load_mnist_idx(path, labels_path)
+        if idx_labels is None:
+            raise DataError(f"{path}: an IDX images file needs its labels file (data.labels)")
+        labels = idx_labels
+        names = [str(k) for k in range(int(labels.max()) + 1)]
+    n = images.shape[0]
+    n_holdout = min(cfg.num_holdout, n // 5)
+    if n_holdout < 2:
+        raise DataError(f"{path}: expected at least 10 images to hold out 20%, got {n}")
+    perm = torch.randperm(n, generator=_gen(seed, SPLIT_STREAM))
+    train, hold = perm[n_holdout:], perm[:n_holdout]
+    return RunData(
+        images[train],
+        images[hold],
+        None,
+        None,
+        path.name,
+        None,
+        labels[train],
+        labels[hold],
+        names,
     )
 
 

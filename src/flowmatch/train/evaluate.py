@@ -82,6 +82,7 @@ def noise_floor(
 ) -> EvalRow:
     """W2 and MMD between two independent reference sets of ``num_samples`` points."""
     pairs = _reference_draws(reference, num_samples, draws, torch.Generator().manual_seed(seed))
+    pairs = [(a.flatten(1), b.flatten(1)) for a, b in pairs]  # images: pixel space
     w2s = [w2(a, b) for a, b in pairs]
     mmds = [mmd(a, b) for a, b in pairs]
     return EvalRow("floor", 0, 0, *_mean_std(w2s), *_mean_std(mmds))
@@ -137,7 +138,7 @@ def evaluate(
                     model, x0, steps=n_steps, method=method, eta=eta, noise=noise, generator=g
                 )
                 nfe = res.nfe
-                gen = res.x.float().cpu()
+                gen, ref = res.x.float().cpu().flatten(1), ref.flatten(1)  # images: pixels
                 w2s.append(w2(gen, ref))
                 mmds.append(mmd(gen, ref))
             row = EvalRow(method, n_steps, nfe, *_mean_std(w2s), *_mean_std(mmds))

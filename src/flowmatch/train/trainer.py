@@ -57,6 +57,17 @@ __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "mo
 
 METRICS_HEADER = ["step", "loss", "lr", "grad_norm", "wall_time"]
 EVAL_HEADER = ["step", "method", "steps", "nfe", "w2_mean", "w2_std", "mmd_mean", "mmd_std"]
+IMAGE_EVAL_HEADER = [
+    "step",
+    "method",
+    "steps",
+    "nfe",
+    "fd_mean",
+    "fd_std",
+    "kid_mean",
+    "kid_std",
+    "accuracy",
+]
 DATA_STREAM = 10  # seed offset of the per-rank batch/noise generator
 
 
@@ -76,8 +87,8 @@ class TrainResult:
     steps: int
     final_loss: float
     wall_time: float
-    eval_rows: list[EvalRow]
-    floor: EvalRow | None
+    eval_rows: list[Any]  # EvalRow, or ImageEvalRow for digits
+    floor: Any
 
 
 def _time_sampler(cfg: RunConfig) -> TimeSampler:
@@ -176,21 +187,43 @@ def _check_samplers(cfg: RunConfig) -> None:
 def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     """The ``model/config.json`` content of a run: enough to rebuild and sample the model."""
     m = cfg.model
-    spec: dict[str, Any] = {
-        "arch": {
+    arch: dict[str, Any]
+    if m.name == "unet":
+        channels, size = data.shape[0], data.shape[1]
+        arch = {
+            "name": "unet",
+            "channels": channels,
+            "size": size,
+            "base": m.channels,
+            "multipliers": list(m.multipliers),
+            "num_res_blocks": m.res_blocks,
+            "attention_resolutions": list(m.attention),
+            "groups": m.groups,
+            "time_embed_dim": m.time_embed_dim,
+            "num_classes": data.num_classes,
+            "dropout": m.dropout,
+        }
+    else:
+        arch = {
             "name": m.name,
             "dim": data.dim,
             "hidden": m.hidden,
             "depth": m.depth,
             "activation": m.activation,
             "time_embed_dim": m.time_embed_dim,
-            **({"two_times": True} if cfg.objective.name == "meanflow" else {}),
-        },
+        }
+    if cfg.objective.name == "meanflow":
+        arch["two_times"] = True
+    spec: dict[str, Any] = {
+        "arch": arch,
         "path": _path_spec(cfg),
         "prediction": cfg.objective.prediction,
         "source": data.source,
         "data": data.name,
+        "shape": list(data.shape),
     }
+    if data.class_names is not None:
+        spec["class_names"] = data.class_names
     if data.standardizer is not None:
         spec["standardizer"] = data.standardizer.to_dict()
         spec["columns"] = data.columns
@@ -303,6 +336,18 @@ class Trainer:
                     key="path.schedule",
                 )
         _check_samplers(cfg)
+        if cfg.data.is_image != (cfg.model.name == "unet"):
+            wanted = "unet" if cfg.data.is_image else "mlp"
+            what = "image data" if cfg.data.is_image else "points (toy sets, tables)"
+            raise ConfigError(
+                f"config: model.name: {what} need model.name={wanted}, got {cfg.model.name!r}",
+                key="model.name",
+            )
+        if cfg.sample.guidance is not None and not cfg.data.is_image:
+            raise ConfigError(
+                "config: sample.guidance: guidance needs labelled (image) data",
+                key="sample.guidance",
+            )
         if cfg.train.precision == "fp16" and not torch.cuda.is_available():
             raise ConfigError(
                 "config: train.precision: fp16 needs a CUDA device; use bf16",
@@ -317,10 +362,10 @@ class Trainer:
 
         path = Path(cfg.data.pairs)
         pairs = load_pairs(path)
-        if tuple(pairs.x0.shape[1:]) != (self.data.dim,):
+        if tuple(pairs.x0.shape[1:]) != self.data.shape:
             raise DataError(
                 f"{path}: pairs of shape {tuple(pairs.x0.shape[1:])} do not match the data "
-                f"dimension {self.data.dim} of {self.data.name}"
+                f"points of shape {self.data.shape} of {self.data.name}"
             )
         return Pairs(pairs.x0.float(), pairs.x1.float(), pairs.cond)
 
@@ -381,16 +426,20 @@ class Trainer:
                 adaptive_p=cfg.objective.adaptive_p,
             )
         else:
+            labelled = self.data.num_classes is not None
             self.loss_fn = FlowMatchingLoss(
                 self.path,
                 coupling=_coupling(cfg),
                 time_sampler=_time_sampler(cfg),
                 prediction=cfg.objective.prediction,
+                cond_dropout=cfg.objective.cond_dropout if labelled else 0.0,
+                null_cond=self.data.num_classes,
             )
         self.gen = torch.Generator(device=dev).manual_seed(
             cfg.train.seed * 1000 + DATA_STREAM + self.dist.rank
         )
         self.train_pool = self.data.train.to(dev)
+        self.train_labels = self.data.labels.to(dev) if self.data.labels is not None else None
         self.train_pairs = self.pairs.to(dev) if self.pairs is not None else None
         net: nn.Module = self.model
         if self.dist.enabled:
@@ -487,9 +536,29 @@ class Trainer:
         self._metrics = csv.writer(self._metrics_fh)
         self._tb = self._tensorboard(str(self.out / "tensorboard")) if self._tensorboard else None
 
-    def _append_eval(self, rows: list[EvalRow]) -> None:
+    def _append_eval(self, rows: list[Any]) -> None:
         path = self.out / "eval.csv"
         new = not path.exists()
+        if self.data.name == "digits":
+            with open(path, "a", newline="") as fh:
+                writer = csv.writer(fh)
+                if new:
+                    writer.writerow(IMAGE_EVAL_HEADER)
+                for r in rows:
+                    writer.writerow(
+                        [
+                            self.step,
+                            r.method,
+                            r.steps,
+                            r.nfe,
+                            f"{r.fd_mean:.6f}",
+                            f"{r.fd_std:.6f}",
+                            f"{r.kid_mean:.6g}",
+                            f"{r.kid_std:.6g}",
+                            f"{r.accuracy:.6f}",
+                        ]
+                    )
+            return
         with open(path, "a", newline="") as fh:
             writer = csv.writer(fh)
             if new:
@@ -570,9 +639,9 @@ class Trainer:
         with bar:
             task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
             while self.step < total:
-                x0, x1 = self._batch(batch)
+                x0, x1, cond = self._batch(batch)
                 with autocast:
-                    loss = self.loss_fn(self.net, x1, x0=x0, generator=self.gen)
+                    loss = self.loss_fn(self.net, x1, x0=x0, cond=cond, generator=self.gen)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -617,20 +686,23 @@ class Trainer:
                     self.elapsed = time.perf_counter() - start
                     self._checkpoint()
                 if self.step % tcfg.eval_every == 0 and self.step < total and self.dist.is_main:
-                    self._append_eval(self._eval(final=False)[0])
+                    if self.data.name == "digits":
+                        self._append_eval(self._digits_rows(final=False))
+                    else:
+                        self._append_eval(self._eval(final=False)[0])
         return last_loss
 
-    def _batch(self, size: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(x0, x1) of one step: fixed pairs, or data drawn from the pool and x0 from the
-        source (None: N(0, I), drawn by the loss)."""
+    def _batch(self, size: int) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """(x0, x1, labels) of one step: fixed pairs, or data (and labels) drawn from the pool
+        and x0 from the source (None: N(0, I), drawn by the loss)."""
         if self.train_pairs is not None:
-            x0, x1, _ = self.train_pairs.sample(size, generator=self.gen)
-            return x0, x1
+            return self.train_pairs.sample(size, generator=self.gen)
         idx = torch.randint(
             0, self.train_pool.shape[0], (size,), generator=self.gen, device=self.gen.device
         )
         x1 = self.train_pool[idx]
-        return self._source_batch(size), x1
+        cond = self.train_labels[idx] if self.train_labels is not None else None
+        return self._source_batch(size), x1, cond
 
     def _source_batch(self, size: int) -> torch.Tensor | None:
         if self.data.source is None:
@@ -685,13 +757,17 @@ class Trainer:
             f"(loss={loss_value}, grad_norm={grad_norm}); the update was not applied and {kept}"
         )
 
-    def _finish(self) -> tuple[list[EvalRow], EvalRow]:
+    def _finish(self) -> tuple[list[Any], Any]:
         self.echo(f"evaluating ({self.cfg.eval.draws} draws per figure)...")
+        if self.data.name == "digits":
+            return self._finish_digits()
         rows, floor = self._eval(final=True)
         self._append_eval(rows)
-        straight = model_straightness(
-            self.ema.module, self.data.draw_source, seed=self.cfg.train.seed + 13
-        )
+        straight = None
+        if not self.data.is_image:  # 64 midpoint steps of 1000 images: too slow on a CPU
+            straight = model_straightness(
+                self.ema.module, self.data.draw_source, seed=self.cfg.train.seed + 13
+            )
         self.echo(
             write_report(
                 self.out,
@@ -701,9 +777,72 @@ class Trainer:
                 straightness=straight,
             )
         )
-        if self.data.dim == 2:
+        if self.data.is_image:
+            self._plots_images()
+        elif self.data.dim == 2:
             self._plots_2d()
         return rows, floor
+
+    def _digits_rows(self, *, final: bool) -> list[Any]:
+        from flowmatch.train.image_eval import evaluate_images, format_image_row
+
+        ev, s = self.cfg.eval, self.cfg.sample
+        return evaluate_images(
+            self.ema.module,
+            self.data.holdout,
+            self.data.labels,
+            num=self.data.train.shape[0],
+            steps=ev.steps if final else ev.steps[-1:],
+            methods=ev.methods if final else ev.methods[-1:],
+            draws=ev.draws if final else 1,
+            seed=self.cfg.train.seed + 7,
+            guidance=s.guidance,
+            eta=s.eta,
+            noise=s.noise,
+            on_row=(lambda r: self.echo(format_image_row(r))) if final else None,
+        )
+
+    def _finish_digits(self) -> tuple[list[Any], Any]:
+        from flowmatch.train.image_eval import image_floor, write_image_report
+
+        rows = self._digits_rows(final=True)
+        self._append_eval(rows)
+        floor = image_floor(self.data.train, self.data.holdout, self.data.labels)
+        guidance = self.cfg.sample.guidance
+        title = f"digits: FD vs NFE (guidance {guidance if guidance is not None else 'none'})"
+        self.echo(write_image_report(self.out, rows, floor, title=title))
+        self._plots_images()
+        return rows, floor
+
+    def _plots_images(self) -> None:
+        """samples.png: a row per class (or a square grid) at the run's sampler; path.png: one
+        sample's states from noise (t=0) to image (t=1)."""
+        from flowmatch import viz
+        from flowmatch.sampling import generate
+
+        g = torch.Generator().manual_seed(self.cfg.train.seed + 11)
+        s, k = self.cfg.sample, self.data.num_classes
+        per = 10
+        n = per * k if k is not None else 100
+        cond = torch.arange(k).repeat_interleave(per) if k is not None else None
+        x0 = self.data.draw_source(n, g).to(self.dist.device)
+        res = generate(
+            self.ema.module,
+            x0,
+            steps=s.steps,
+            method=s.method,
+            eta=s.eta,
+            noise=s.noise,
+            cond=cond.to(self.dist.device) if cond is not None else None,
+            guidance=s.guidance if cond is not None else None,
+            generator=g,
+            return_trajectory=True,
+        )
+        scale = max(1, 96 // self.data.shape[-1])
+        viz.image_grid(res.x.cpu(), self.out / "samples.png", nrow=per, scale=scale)
+        viz.trajectory_strip(
+            res.trajectory[:, 0].cpu(), self.out / "path.png", num_frames=9, scale=scale
+        )
 
     def _plots_2d(self) -> None:
         from flowmatch import viz
