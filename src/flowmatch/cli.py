@@ -95,7 +95,7 @@ def demo(
         str, typer.Option(help="checkerboard (points, MLP) or digits (8x8 images, U-Net).")
     ] = "checkerboard",
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps [default: 20000; digits 4000].")
+        int | None, typer.Option(min=1, help="Training steps [default: 20000; digits 3000].")
     ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")

@@ -137,7 +137,7 @@ DIGITS_OVERRIDES = (
 )
 """The digits demo's run config: a class-conditional U-Net with label dropout for guidance."""
 
-DIGITS_STEPS = 4000
+DIGITS_STEPS = 3000
 
 
 def digits_demo(

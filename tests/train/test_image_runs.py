@@ -246,3 +246,30 @@ def test_unet_forward_matches_between_load_and_trainer(digits_run):
     t = torch.rand(3)
     out = model(x, t, cond=torch.tensor([0, 5, 10]))
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_digits_demo_cli_writes_grid_path_and_table(tmp_path, monkeypatch, capsys):
+    """`flowmatch demo --dataset digits` wiring, with a tiny U-Net and evaluation in place of
+    the demo's (its real figures are measured by benchmarks/digits.py)."""
+    import flowmatch.demo as demo
+
+    tiny = [o for o in demo.DIGITS_OVERRIDES if not o.startswith(("model.", "eval."))]
+    tiny += [
+        "model.name=unet",
+        "model.channels=8",
+        "model.groups=4",
+        "eval.steps=[2]",
+        "eval.methods=[euler]",
+        "eval.draws=1",
+    ]
+    monkeypatch.setattr(demo, "DIGITS_OVERRIDES", tuple(tiny))
+    code, out, err = cli(
+        ["demo", "--dataset", "digits", "--steps", "3", "--out", tmp_path / "d", "--no-progress"],
+        capsys,
+    )
+    assert code == 0, err
+    assert "digits demo: 3 steps" in out and "train/test" in out
+    for name in ("samples.png", "path.png", "eval.txt"):
+        assert (tmp_path / "d" / name).is_file()
+    code, _, err = cli(["demo", "--dataset", "mnist"], capsys)
+    assert code == 2 and "--dataset: expected checkerboard or digits" in err
