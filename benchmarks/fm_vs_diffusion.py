@@ -57,6 +57,7 @@ from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers
+from straightness import _quiet, base_config
 from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,27 +102,6 @@ SHARED_ARGS = ("steps", "reflow_steps", "pairs", "num", "draws", "nfes", "seed")
 NFES = (1, 2, 4, 8, 16, 32, 100, 1000)
 STAGES = {"euler": 1, "midpoint": 2, "ddpm": 1, "ddim": 1}
 FLOOR_FACTOR = 1.2
-
-
-def base_config(data: dict[str, Any], steps: int, seed: int) -> dict[str, Any]:
-    """The shared run config: same network, optimiser, batch and steps for every model."""
-    return {
-        "data": data,
-        "model": {"name": "mlp", "hidden": 256, "depth": 3},
-        "optim": {"lr": 1e-3},
-        "train": {
-            "steps": steps,
-            "batch_size": 256,
-            "seed": seed,
-            "checkpoint_every": steps,
-            "eval_every": steps,
-            "log_every": 100,
-        },
-    }
-
-
-def _quiet(_msg: str) -> None:
-    pass
 
 
 def train_model(name: str, data: dict[str, Any], work: Path, args: argparse.Namespace) -> dict:

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.sampling import generate
+from flowmatch.train.evaluate import _mean_std
 
 __all__ = [
     "ImageEvalRow",
@@ -48,13 +49,6 @@ class ImageEvalRow:
     kid_mean: float
     kid_std: float
     accuracy: float
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    return mean, math.sqrt(var)
 
 
 def image_floor(train: Tensor, test: Tensor, train_labels: Tensor | None = None) -> ImageEvalRow:

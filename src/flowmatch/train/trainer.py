@@ -539,43 +539,28 @@ class Trainer:
     def _append_eval(self, rows: list[Any]) -> None:
         path = self.out / "eval.csv"
         new = not path.exists()
-        if self.data.name == "digits":
-            with open(path, "a", newline="") as fh:
-                writer = csv.writer(fh)
-                if new:
-                    writer.writerow(IMAGE_EVAL_HEADER)
-                for r in rows:
-                    writer.writerow(
-                        [
-                            self.step,
-                            r.method,
-                            r.steps,
-                            r.nfe,
-                            f"{r.fd_mean:.6f}",
-                            f"{r.fd_std:.6f}",
-                            f"{r.kid_mean:.6g}",
-                            f"{r.kid_std:.6g}",
-                            f"{r.accuracy:.6f}",
-                        ]
-                    )
-            return
+        digits = self.data.name == "digits"
         with open(path, "a", newline="") as fh:
             writer = csv.writer(fh)
             if new:
-                writer.writerow(EVAL_HEADER)
+                writer.writerow(IMAGE_EVAL_HEADER if digits else EVAL_HEADER)
             for r in rows:
-                writer.writerow(
-                    [
-                        self.step,
-                        r.method,
-                        r.steps,
-                        r.nfe,
+                if digits:
+                    values = [
+                        f"{r.fd_mean:.6f}",
+                        f"{r.fd_std:.6f}",
+                        f"{r.kid_mean:.6g}",
+                        f"{r.kid_std:.6g}",
+                        f"{r.accuracy:.6f}",
+                    ]
+                else:
+                    values = [
                         f"{r.w2_mean:.6f}",
                         f"{r.w2_std:.6f}",
                         f"{r.mmd_mean:.6g}",
                         f"{r.mmd_std:.6g}",
                     ]
-                )
+                writer.writerow([self.step, r.method, r.steps, r.nfe, *values])
 
     # ------------------------------------------------------------------------------ run
     def _eval(self, *, final: bool) -> tuple[list[EvalRow], EvalRow | None]:
