@@ -131,9 +131,9 @@ DIGITS_OVERRIDES = (
     "sample.steps=4",
     "sample.method=midpoint",
     "sample.guidance=1.0",
-    "eval.steps=[1,2,4,8,16]",
+    "eval.steps=[1,2,4,8]",
     "eval.methods=[euler,midpoint]",
-    "eval.draws=3",
+    "eval.draws=2",
 )
 """The digits demo's run config: a class-conditional U-Net with label dropout for guidance."""
 
