@@ -803,15 +803,24 @@ class Trainer:
         """samples.png: a row per class (or a square grid) at the run's sampler; path.png: one
         sample's states from noise (t=0) to image (t=1)."""
         from flowmatch import viz
+
+        k, per = self.data.num_classes, 10
+        cond = torch.arange(k).repeat_interleave(per) if k is not None else None
+        res = self._plot_samples(per * k if k is not None else 100, cond)
+        scale = max(1, 96 // self.data.shape[-1])
+        viz.image_grid(res.x.cpu(), self.out / "samples.png", nrow=per, scale=scale)
+        viz.trajectory_strip(
+            res.trajectory[:, 0].cpu(), self.out / "path.png", num_frames=9, scale=scale
+        )
+
+    def _plot_samples(self, n: int, cond: torch.Tensor | None = None) -> Any:
+        """n samples (with trajectories) of the run's sampler for the plots, seeded."""
         from flowmatch.sampling import generate
 
         g = torch.Generator().manual_seed(self.cfg.train.seed + 11)
-        s, k = self.cfg.sample, self.data.num_classes
-        per = 10
-        n = per * k if k is not None else 100
-        cond = torch.arange(k).repeat_interleave(per) if k is not None else None
         x0 = self.data.draw_source(n, g).to(self.dist.device)
-        res = generate(
+        s = self.cfg.sample
+        return generate(
             self.ema.module,
             x0,
             steps=s.steps,
@@ -823,30 +832,13 @@ class Trainer:
             generator=g,
             return_trajectory=True,
         )
-        scale = max(1, 96 // self.data.shape[-1])
-        viz.image_grid(res.x.cpu(), self.out / "samples.png", nrow=per, scale=scale)
-        viz.trajectory_strip(
-            res.trajectory[:, 0].cpu(), self.out / "path.png", num_frames=9, scale=scale
-        )
 
     def _plots_2d(self) -> None:
         from flowmatch import viz
-        from flowmatch.sampling import generate
 
-        g = torch.Generator().manual_seed(self.cfg.train.seed + 11)
         n = min(self.cfg.eval.num_samples, 5000)
-        x0 = self.data.draw_source(n, g).to(self.dist.device)
         s = self.cfg.sample
-        res = generate(
-            self.ema.module,
-            x0,
-            steps=s.steps,
-            method=s.method,
-            eta=s.eta,
-            noise=s.noise,
-            generator=g,
-            return_trajectory=True,
-        )
+        res = self._plot_samples(n)
         reference = self.data.holdout[:n]
         viz.scatter(
             res.x.cpu(),
