@@ -45,6 +45,7 @@ from flowmatch.train.image_eval import evaluate_images, image_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from straightness import _quiet
 from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,10 +78,6 @@ GUIDANCE_NFE = 8
 SWEEP_ROWS = ("FM + midpoint", "FM-OT + Euler", "DDIM (eta 0)")  # the guidance table's rows
 STAGES = {"euler": 1, "midpoint": 2, "ddpm": 1, "ddim": 1}
 FLOOR_FACTOR = 2.0  # the target: FD within 2x of the train/test floor
-
-
-def _quiet(_msg: str) -> None:
-    pass
 
 
 def cells(

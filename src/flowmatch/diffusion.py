@@ -115,8 +115,10 @@ def posterior_variance(path: AffinePath, t: Tensor, s: Tensor, like: Tensor) -> 
 
     Zero when s = 1 (sigma_s = 0): the last step of a sampler adds no noise.
     """
-    a_t, s_t = _coefficients(path, t, like)
-    a_s, s_s = _coefficients(path, s, like)
+    return _posterior_variance(*_coefficients(path, t, like), *_coefficients(path, s, like))
+
+
+def _posterior_variance(a_t: Tensor, s_t: Tensor, a_s: Tensor, s_s: Tensor) -> Tensor:
     ratio = (a_t * s_s) / (a_s * s_t)  # r sigma_s / sigma_t
     return (s_s * s_s * (1.0 - ratio * ratio)).clamp_min(0.0)
 
@@ -158,7 +160,7 @@ def ddpm_step(
     keep = r * (s_s * s_s) / (s_t * s_t)  # coefficient of x_t
     x_s = a_s * (1.0 - r * keep) * x1_hat + keep * x_t
     if noise is not None:
-        x_s = x_s + posterior_variance(path, t, s, x_t).sqrt() * noise
+        x_s = x_s + _posterior_variance(a_t, s_t, a_s, s_s).sqrt() * noise
     return x_s
 
 
@@ -190,8 +192,9 @@ def ddim_step(
     _check_step(x_t, t, s, noise)
     if eta > 0 and noise is None:
         raise ValueError(f"ddim_step: eta={eta} > 0 needs a noise draw")
+    a_t, s_t = _coefficients(path, t, x_t)
     a_s, s_s = _coefficients(path, s, x_t)
-    var = eta * eta * posterior_variance(path, t, s, x_t)
+    var = eta * eta * _posterior_variance(a_t, s_t, a_s, s_s)
     x_s = a_s * x1_hat + (s_s * s_s - var).clamp_min(0.0).sqrt() * eps_hat
     if eta > 0:
         x_s = x_s + var.sqrt() * noise

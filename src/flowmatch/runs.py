@@ -13,7 +13,7 @@ import torch
 
 from flowmatch.data.tabular import TABLE_SUFFIXES, DataError, Standardizer, load_table, save_table
 from flowmatch.models.files import ModelFileError, load
-from flowmatch.sampling import generate
+from flowmatch.sampling import SCORE_METHODS, generate
 from flowmatch.train.config import load_config
 from flowmatch.train.data import draw_source, load_run_data
 from flowmatch.train.evaluate import (
@@ -53,12 +53,12 @@ def check_sampler(
             model's DDPM schedule, or an eta outside [0, 1]; sde/ddpm/ddim on a model whose
             source is not N(0, I) (no Gaussian score).
     """
-    from flowmatch.diffusion import DIFFUSION_METHODS, check_eta, diffusion_times
-    from flowmatch.sampling import SAMPLE_METHODS
+    from flowmatch.diffusion import check_eta, diffusion_times
+    from flowmatch.sampling import SAMPLE_METHODS, SCORE_METHODS
 
     if method not in SAMPLE_METHODS:
         raise SamplerError(f"--method: expected one of {', '.join(SAMPLE_METHODS)}, got {method!r}")
-    if method not in (*DIFFUSION_METHODS, "sde"):
+    if method not in SCORE_METHODS:
         return
     spec = getattr(model, "spec", {}) or {}
     if spec.get("source") is not None:
@@ -70,10 +70,13 @@ def check_sampler(
         return
     try:
         check_eta(eta)
+    except ValueError as err:
+        raise SamplerError(f"--eta: {err}") from None
+    try:
         for n in steps:
             diffusion_times(model.flow_path, n)
     except ValueError as err:
-        raise SamplerError(f"--{'eta' if 'eta' in str(err) else 'steps'}: {err}") from None
+        raise SamplerError(f"--steps: {err}") from None
 
 
 def sample_run(
@@ -145,7 +148,7 @@ def sample_run(
     if labels is None:
         guidance = None  # an unlabelled run: the run's default guidance does not apply
     check_sampler(model, method, [steps], eta=eta)
-    if interpolate is not None and method in ("sde", "ddpm", "ddim"):
+    if interpolate is not None and method in SCORE_METHODS:
         raise SamplerError(f"--interpolate decodes with an ODE solver, got --method {method}")
     standardizer = None
     if model.spec.get("standardizer") is not None:
@@ -328,23 +331,19 @@ def _evaluate_digits(
     echo: Callable[[str], None],
 ) -> tuple[list[Any], Any]:
     """FD/KID/accuracy of a digits run per sampler (see :mod:`flowmatch.train.image_eval`)."""
-    from flowmatch.train.image_eval import (
-        evaluate_images,
-        format_image_row,
-        image_floor,
-        write_image_report,
-    )
+    from flowmatch.train.image_eval import digits_report
 
     guidance = cfg.sample.guidance
     echo(
         f"evaluating {run_dir} on digits: {draws} draws of {data.train.shape[0]} images per "
         f"figure against the {data.holdout.shape[0]} test images, guidance {guidance}"
     )
-    rows = evaluate_images(
+    rows, floor = digits_report(
         model,
-        data.holdout,
-        data.labels,
-        num=data.train.shape[0],
+        run_dir,
+        train=data.train,
+        train_labels=data.labels,
+        test=data.holdout,
         steps=steps,
         methods=methods,
         draws=draws,
@@ -352,11 +351,8 @@ def _evaluate_digits(
         guidance=guidance,
         eta=eta,
         noise=noise,
-        on_row=lambda r: echo(format_image_row(r)),
+        echo=echo,
     )
-    floor = image_floor(data.train, data.holdout, data.labels)
-    title = f"digits: FD vs NFE (guidance {guidance if guidance is not None else 'none'})"
-    echo(write_image_report(run_dir, rows, floor, title=title))
     echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
     return rows, floor
 

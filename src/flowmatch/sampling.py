@@ -16,10 +16,11 @@ from flowmatch.diffusion import DIFFUSION_METHODS, solve_diffusion
 from flowmatch.models.base import call_model
 from flowmatch.paths import PREDICTION_KINDS, AffinePath
 from flowmatch.sde import NoiseScale, solve_sde
-from flowmatch.solvers import ODESolution, solve_ode
+from flowmatch.solvers import METHODS, ODESolution, solve_ode
 
 __all__ = [
     "SAMPLE_METHODS",
+    "SCORE_METHODS",
     "encode",
     "generate",
     "guided_prediction",
@@ -30,16 +31,11 @@ __all__ = [
     "slerp",
 ]
 
-SAMPLE_METHODS: tuple[str, ...] = (
-    "euler",
-    "midpoint",
-    "heun",
-    "rk4",
-    "dopri5",
-    "sde",
-    "ddpm",
-    "ddim",
-)
+SCORE_METHODS: tuple[str, ...] = ("sde", *DIFFUSION_METHODS)
+"""The samplers that need the score (or noise prediction) of a Gaussian path and N(0, I) source:
+the SDE, DDPM and DDIM (the others integrate the flow's ODE)."""
+
+SAMPLE_METHODS: tuple[str, ...] = (*METHODS, *SCORE_METHODS)
 """Every sampler of :func:`generate`: the ODE solvers, the SDE (Euler-Maruyama), DDPM, DDIM."""
 
 
@@ -270,7 +266,7 @@ def generate(
         )
     if method not in SAMPLE_METHODS:
         raise ValueError(f"method must be one of {SAMPLE_METHODS}, got {method!r}")
-    if method in DIFFUSION_METHODS or method == "sde":
+    if method in SCORE_METHODS:
         if steps is None or times is not None:
             raise ValueError(f"method {method!r} takes a number of steps, not a time grid")
         path, prediction = _resolve(model, path, prediction)

@@ -447,3 +447,11 @@ def test_config_from_dict_errors() -> None:
         config_from_dict({"optim": {"lr": -1}})
     assert config_from_dict({}) == config_from_dict(None) == RunConfig()
     assert issubclass(ConfigError, ValueError)
+
+
+def test_config_sampler_names_are_the_library_samplers() -> None:
+    """The config's (torch-free) sampler names and flowmatch.sampling's list are one list."""
+    from flowmatch.sampling import SAMPLE_METHODS
+    from flowmatch.train.config import SAMPLER_METHODS
+
+    assert SAMPLER_METHODS == SAMPLE_METHODS

@@ -78,18 +78,21 @@ class RunData:
         """n source points (N(0, I) or the toy source), shape (n, *shape)."""
         return draw_source(self.source, n, self.shape, generator)
 
+    @property
+    def is_toy(self) -> bool:
+        """Whether the data is a toy set, of which fresh true samples can be drawn."""
+        return self.standardizer is None and not self.is_image
+
     def reference(self) -> Tensor | Callable[[int, torch.Generator], Tensor]:
         """What samples are compared with: fresh true draws (toy set) or the held-out rows."""
-        if self.standardizer is not None or self.is_image:
+        if not self.is_toy:
             return self.holdout
         name = self.name
         return lambda n, g: sample_toy(name, n, generator=g)
 
     def max_eval_points(self, wanted: int) -> int:
-        """Points per evaluation set: held-out rows split in two halves cap it for tables."""
-        if self.standardizer is None and not self.is_image:
-            return wanted
-        return min(wanted, self.holdout.shape[0] // 2)
+        """Points per evaluation set: held-out rows split in two halves cap it (tables, images)."""
+        return wanted if self.is_toy else min(wanted, self.holdout.shape[0] // 2)
 
 
 def draw_source(
@@ -137,9 +140,7 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         pool = sample_toy(name, cfg.num_train, generator=_gen(seed, POOL_STREAM))
         holdout = sample_toy(name, cfg.num_holdout, generator=_gen(seed, HOLDOUT_STREAM))
         return RunData(pool, holdout, source, None, name)
-    path = Path(cfg.path)
-    if not path.is_absolute():
-        path = Path(base_dir) / path
+    path = _resolve(cfg.path, base_dir)
     table = load_table(path)
     n = table.data.shape[0]
     n_holdout = min(cfg.num_holdout, n // 5)
@@ -182,16 +183,11 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
             d.class_names,
         )
     assert cfg.images is not None
-
-    def resolve(value: str) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else Path(base_dir) / path
-
-    path = resolve(cfg.images)
+    path = _resolve(cfg.images, base_dir)
     if path.is_dir():
         images, labels, names = load_image_folder(path, size=cfg.image_size, channels=cfg.channels)
     else:
-        labels_path = resolve(cfg.labels) if cfg.labels is not None else None
+        labels_path = _resolve(cfg.labels, base_dir) if cfg.labels is not None else None
         images, idx_labels = load_mnist_idx(path, labels_path)
         if idx_labels is None:
             raise DataError(f"{path}: an IDX images file needs its labels file (data.labels)")
@@ -214,6 +210,12 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
         labels[hold],
         names,
     )
+
+
+def _resolve(value: str, base_dir: str | Path) -> Path:
+    """A config's file path: as given when absolute, else relative to ``base_dir``."""
+    path = Path(value)
+    return path if path.is_absolute() else Path(base_dir) / path
 
 
 def _gen(seed: int, stream: int) -> torch.Generator:

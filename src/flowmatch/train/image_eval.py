@@ -24,6 +24,7 @@ from flowmatch.train.evaluate import _mean_std
 
 __all__ = [
     "ImageEvalRow",
+    "digits_report",
     "evaluate_images",
     "format_image_row",
     "format_image_table",
@@ -192,3 +193,47 @@ def write_image_report(
         title=title,
     )
     return table
+
+
+def digits_report(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    train: Tensor,
+    train_labels: Tensor | None,
+    test: Tensor,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    draws: int,
+    seed: int,
+    guidance: float | None = None,
+    eta: float = 0.0,
+    noise: float = 1.0,
+    echo: Callable[[str], None] = print,
+) -> tuple[list[ImageEvalRow], ImageEvalRow]:
+    """The final evaluation of a digits run: every row, the floor, ``eval.txt`` and the plot.
+
+    Generated sets have the size and labels of the training split (see the module docstring);
+    each row is echoed as it is computed and the table once written.
+
+    Returns:
+        The rows and the floor.
+    """
+    rows = evaluate_images(
+        model,
+        test,
+        train_labels,
+        num=train.shape[0],
+        steps=steps,
+        methods=methods,
+        draws=draws,
+        seed=seed,
+        guidance=guidance,
+        eta=eta,
+        noise=noise,
+        on_row=lambda r: echo(format_image_row(r)),
+    )
+    floor = image_floor(train, test, train_labels)
+    title = f"digits: FD vs NFE (guidance {guidance if guidance is not None else 'none'})"
+    echo(write_image_report(directory, rows, floor, title=title))
+    return rows, floor

@@ -27,6 +27,7 @@ from flowmatch.couplings import Coupling, Independent, MinibatchOT, Pairs, Schro
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.files import ModelFileError, build_model, build_path, load, save_model
+from flowmatch.sampling import SCORE_METHODS
 from flowmatch.time import Constant, Discrete, LogitNormal, Shifted, TimeSampler, Uniform
 from flowmatch.train import distributed
 from flowmatch.train.checkpoint import (
@@ -144,10 +145,6 @@ def _path_spec(cfg: RunConfig) -> dict[str, Any]:
     return {"schedule": p.schedule, **params}
 
 
-STOCHASTIC_SAMPLERS = ("sde", "ddpm", "ddim")
-"""Samplers that use the score (or epsilon) of a Gaussian affine path."""
-
-
 def _check_samplers(cfg: RunConfig) -> None:
     """Config errors of the diffusion and SDE samplers and of DDPM's discrete training times."""
     if cfg.time.sampler == "discrete" and cfg.path.schedule != "ddpm":
@@ -159,7 +156,7 @@ def _check_samplers(cfg: RunConfig) -> None:
     uses = [("sample.method", [cfg.sample.method], [cfg.sample.steps])]
     uses.append(("eval.methods", list(cfg.eval.methods), list(cfg.eval.steps)))
     for key, methods, steps in uses:
-        wanted = [m for m in methods if m in STOCHASTIC_SAMPLERS]
+        wanted = [m for m in methods if m in SCORE_METHODS]
         if not wanted:
             continue
         if cfg.coupling.name == "schrodinger_bridge":
@@ -672,7 +669,7 @@ class Trainer:
                     self._checkpoint()
                 if self.step % tcfg.eval_every == 0 and self.step < total and self.dist.is_main:
                     if self.data.name == "digits":
-                        self._append_eval(self._digits_rows(final=False))
+                        self._append_eval(self._digits_rows())
                     else:
                         self._append_eval(self._eval(final=False)[0])
         return last_loss
@@ -768,8 +765,9 @@ class Trainer:
             self._plots_2d()
         return rows, floor
 
-    def _digits_rows(self, *, final: bool) -> list[Any]:
-        from flowmatch.train.image_eval import evaluate_images, format_image_row
+    def _digits_rows(self) -> list[Any]:
+        """A periodic evaluation of a digits run: the last sampler and step count, one draw."""
+        from flowmatch.train.image_eval import evaluate_images
 
         ev, s = self.cfg.eval, self.cfg.sample
         return evaluate_images(
@@ -777,25 +775,35 @@ class Trainer:
             self.data.holdout,
             self.data.labels,
             num=self.data.train.shape[0],
-            steps=ev.steps if final else ev.steps[-1:],
-            methods=ev.methods if final else ev.methods[-1:],
-            draws=ev.draws if final else 1,
+            steps=ev.steps[-1:],
+            methods=ev.methods[-1:],
+            draws=1,
             seed=self.cfg.train.seed + 7,
             guidance=s.guidance,
             eta=s.eta,
             noise=s.noise,
-            on_row=(lambda r: self.echo(format_image_row(r))) if final else None,
         )
 
     def _finish_digits(self) -> tuple[list[Any], Any]:
-        from flowmatch.train.image_eval import image_floor, write_image_report
+        from flowmatch.train.image_eval import digits_report
 
-        rows = self._digits_rows(final=True)
+        ev, s = self.cfg.eval, self.cfg.sample
+        rows, floor = digits_report(
+            self.ema.module,
+            self.out,
+            train=self.data.train,
+            train_labels=self.data.labels,
+            test=self.data.holdout,
+            steps=ev.steps,
+            methods=ev.methods,
+            draws=ev.draws,
+            seed=self.cfg.train.seed + 7,
+            guidance=s.guidance,
+            eta=s.eta,
+            noise=s.noise,
+            echo=self.echo,
+        )
         self._append_eval(rows)
-        floor = image_floor(self.data.train, self.data.holdout, self.data.labels)
-        guidance = self.cfg.sample.guidance
-        title = f"digits: FD vs NFE (guidance {guidance if guidance is not None else 'none'})"
-        self.echo(write_image_report(self.out, rows, floor, title=title))
         self._plots_images()
         return rows, floor
 
