@@ -273,3 +273,36 @@ def test_digits_demo_cli_writes_grid_path_and_table(tmp_path, monkeypatch, capsy
         assert (tmp_path / "d" / name).is_file()
     code, _, err = cli(["demo", "--dataset", "mnist"], capsys)
     assert code == 2 and "--dataset: expected checkerboard or digits" in err
+
+
+def test_relative_image_paths_are_stored_absolute(tmp_path, monkeypatch, capsys):
+    """A config naming its images relative to its own folder leaves a run that `flowmatch
+    eval` can rebuild from any working directory (config.yaml holds absolute paths)."""
+    rng = np.random.default_rng(2)
+    data = tmp_path / "cfgdir"
+    data.mkdir()
+    write_idx(data / "img.gz", rng.integers(0, 256, (30, 8, 8)))
+    write_idx(data / "lab.gz", rng.integers(0, 3, (30,)))
+    (data / "run.yaml").write_text("data: {images: img.gz, labels: lab.gz}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(data / "run.yaml", [*TINY_UNET, "train.steps=2", "eval.num_samples=2"])
+    Trainer(cfg, tmp_path / "run", base_dir=data, progress=False, echo=lambda _: None).run()
+    stored = load_config(tmp_path / "run" / "config.yaml").data
+    assert stored.images == str((data / "img.gz").resolve())
+    assert stored.labels == str((data / "lab.gz").resolve())
+    code, _, err = cli(
+        [
+            "eval",
+            tmp_path / "run",
+            "--methods",
+            "euler",
+            "--steps",
+            "1",
+            "--draws",
+            "1",
+            "--num",
+            "2",
+        ],
+        capsys,
+    )
+    assert code == 0, err

@@ -115,11 +115,18 @@ def _coupling(cfg: RunConfig) -> Coupling:
 
 
 def _absolute_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
-    """The config with data.path, data.pairs and model.init made absolute, so the run's
-    ``config.yaml`` still finds them from any working directory (eval, reflow, resume)."""
+    """The config with its file paths (data.path, data.images, data.labels, data.pairs,
+    model.init) made absolute, so the run's ``config.yaml`` still finds them from any working
+    directory (eval, reflow, resume)."""
     raw = config_to_dict(cfg)
     changed = False
-    for section, key in (("data", "path"), ("data", "pairs"), ("model", "init")):
+    for section, key in (
+        ("data", "path"),
+        ("data", "images"),
+        ("data", "labels"),
+        ("data", "pairs"),
+        ("model", "init"),
+    ):
         value = raw[section].get(key)
         if value is not None and not Path(value).is_absolute():
             raw[section][key] = str((Path(base_dir) / value).resolve())
