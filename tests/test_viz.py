@@ -258,3 +258,18 @@ def test_trajectory_grid_rejects_bad_input(tmp_path, panels, kwargs, needle):
         viz.trajectory_grid(panels, tmp_path / "g.png", **kwargs)
     assert needle in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scale_repeats_every_pixel(tmp_path):
+    """scale=k makes each pixel a k x k block of the unscaled PNG (nearest neighbour)."""
+    images = torch.rand(4, 1, 3, 5) * 2 - 1
+    base = imread(viz.image_grid(images, tmp_path / "a.png", nrow=2))
+    big = imread(viz.image_grid(images, tmp_path / "b.png", nrow=2, scale=3))
+    np.testing.assert_array_equal(big, base.repeat(3, axis=0).repeat(3, axis=1))
+    traj = torch.rand(6, 1, 4, 4)
+    base = imread(viz.trajectory_strip(traj, tmp_path / "c.png", num_frames=3))
+    big = imread(viz.trajectory_strip(traj, tmp_path / "d.png", num_frames=3, scale=2))
+    np.testing.assert_array_equal(big, base.repeat(2, axis=0).repeat(2, axis=1))
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="scale"):
+            viz.image_grid(images, tmp_path / "e.png", scale=bad)
