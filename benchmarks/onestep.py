@@ -1,19 +1,26 @@
 """One-step generation: MeanFlow vs reflow + distillation vs plain flow matching.
 
-On ``checkerboard`` and ``8gaussians -> moons``, the same MLP (3 x 256, SiLU; MeanFlow's also
-embeds the interval length) and optimiser (AdamW lr 1e-3, cosine decay, batch 256):
+Points (``checkerboard``, ``8gaussians->moons``): the same MLP (3 x 256, SiLU) and optimiser
+(AdamW lr 1e-3, cosine decay, batch 256) for
 
 * ``fm``: plain flow matching (independent coupling), ``--steps`` steps;
-* ``meanflow``: ``objective: meanflow`` (``fm.MeanFlowLoss``, 25% of the points with two
-  distinct times, adaptive weight p=1), ``--steps`` steps; sampled by average-velocity jumps;
-* ``reflow+distill``: pairs of ``fm`` (dopri5), the 2-rectified flow on them (``--steps``
-  more) and its one-step distillation (``--steps // 2`` more): twice to 2.5 times the others'
-  training budget.
+* ``meanflow``: ``objective: meanflow`` (``fm.MeanFlowLoss`` with its defaults: half the points
+  with two distinct times, plain squared error, time embedding up to 10 rad), ``--steps``
+  steps, sampled by average-velocity jumps;
+* ``meanflow-ot``: the same with exact minibatch OT pairs (``coupling: minibatch_ot``);
+* ``reflow+distill``: ``--pairs`` pairs of ``fm`` (dopri5), the 2-rectified flow on them
+  (``--steps`` more) and its one-step distillation (``--steps // 2`` more).
 
-W2 to fresh true samples at NFE 1, 2 and 32 (``fm``: Euler 1 and 2, midpoint 16 steps;
-``meanflow``: 1, 2, 32 jumps; distilled: Euler 1 and 2, midpoint 16), mean of ``draws`` draws
-of ``num`` points, with the noise floor; and the training time per step relative to ``fm``.
-(The digits FD comparison waits for the image data of issue 7.)
+Digits (``--datasets digits``): the class-conditional U-Net of ``flowmatch demo --dataset
+digits`` for ``fm``, ``meanflow`` and ``reflow+distill`` (``--image-steps`` steps each stage,
+distillation half; ``--image-pairs`` pairs, labels in turn), every sample conditional (no
+guidance); FD and class accuracy of 1437 generated digits vs the 360 test digits.
+
+Figures at NFE 1, 2 and 32 (``fm`` and the distilled model: Euler 1 and 2, midpoint 16 steps;
+MeanFlow: 1, 2, 32 jumps), mean of ``draws`` draws, beside the floor. Training cost: the
+trainer's wall time per step and the **total** training seconds of each method (reflow +
+distill: fm's training, the pairs and both stages), all in one process, so the target
+"better than reflow+distill for the same total training compute" can be read off.
 
 Run ``python benchmarks/onestep.py`` (or one process per dataset: ``--datasets checkerboard
 --threads 1 --no-render``, then ``--render-only``); writes the "## One-step (CPU)" section of
@@ -36,66 +43,118 @@ import torch
 
 import flowmatch as fm
 from flowmatch.atomic import atomic_path
+from flowmatch.demo import DIGITS_OVERRIDES
 from flowmatch.runs import reflow_run
-from flowmatch.train.config import config_from_dict
+from flowmatch.train.config import config_from_dict, load_config
 from flowmatch.train.data import load_run_data
 from flowmatch.train.evaluate import evaluate, noise_floor
+from flowmatch.train.image_eval import evaluate_images, image_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from straightness import DATASETS, base_config
+from straightness import DATASETS, _quiet, base_config
 from train_overhead import machine_facts, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION_HEADER = "## One-step (CPU)"
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_WORK = ROOT / "runs" / "bench_onestep"
-METHODS = ("fm", "meanflow", "reflow+distill")
+ALL_DATASETS = (*DATASETS, "digits")
+POINT_METHODS = ("fm", "meanflow", "meanflow-ot", "reflow+distill")
+IMAGE_METHODS = ("fm", "meanflow", "reflow+distill")
 NFES = (1, 2, 32)
+# NFE -> (sampler, steps) of a one-time model; a two-time model takes NFE jumps.
+SAMPLERS = {1: ("euler", 1), 2: ("euler", 2), 32: ("midpoint", 16)}
+OT = {"name": "minibatch_ot", "method": "exact"}
 
 
-def _quiet(_msg: str) -> None:
-    pass
+def _workdir(args: argparse.Namespace, name: str) -> Path:
+    return Path(args.work) / name.replace(">", "")
 
 
-def train_all(data: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Train the three methods into ``work``; returns wall time per step and steps of each."""
-    for name in ("fm", "meanflow", "reflow2", "reflow+distill"):
-        if (work / name).exists():
-            shutil.rmtree(work / name)
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def train_points(data: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train the point methods into ``work``; returns their steps and wall times."""
     facts: dict[str, Any] = {}
-    for name, objective in (("fm", "flow_matching"), ("meanflow", "meanflow")):
+    for name, objective, coupling in (
+        ("fm", "flow_matching", None),
+        ("meanflow", "meanflow", None),
+        ("meanflow-ot", "meanflow", OT),
+    ):
         raw = base_config(data, args.steps, args.seed)
         raw["objective"] = {"name": objective}
-        result = Trainer(
-            config_from_dict(raw), work / name, progress=False, final_eval=False, echo=_quiet
-        ).run()
-        facts[name] = {"ms_per_step": 1e3 * result.wall_time / result.steps, "steps": args.steps}
-    common = {"num": args.pairs, "seed": args.seed + 1, "progress": False, "final_eval": False}
+        if coupling is not None:
+            raw["coupling"] = coupling
+        out = _fresh(work / name)
+        trainer = Trainer(config_from_dict(raw), out, progress=False, final_eval=False, echo=_quiet)
+        facts[name] = _facts(trainer.run())
+    facts["reflow+distill"] = _reflow_distill(work, args.steps, args.pairs, facts["fm"], args)
+    return facts
+
+
+def train_digits(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train the image methods on digits into ``work``; returns their steps and wall times."""
+    facts: dict[str, Any] = {}
+    for name, extra in (("fm", ()), ("meanflow", ("objective.name=meanflow",))):
+        cfg = load_config(
+            None,
+            [
+                *DIGITS_OVERRIDES,
+                *extra,
+                f"train.steps={args.image_steps}",
+                f"train.seed={args.seed}",
+            ],
+        )
+        trainer = Trainer(cfg, _fresh(work / name), progress=False, final_eval=False, echo=_quiet)
+        facts[name] = _facts(trainer.run())
+        print(f"digits {name}: {facts[name]['train_s']:.0f} s", flush=True)
+    facts["reflow+distill"] = _reflow_distill(
+        work, args.image_steps, args.image_pairs, facts["fm"], args
+    )
+    return facts
+
+
+def _facts(result: Any) -> dict[str, Any]:
+    return {
+        "steps": result.steps,
+        "ms_per_step": 1e3 * result.wall_time / result.steps,
+        "train_s": result.wall_time,
+    }
+
+
+def _reflow_distill(
+    work: Path, steps: int, pairs: int, fm_facts: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Reflow ``work/fm`` (pairs + ``steps``), then distill (pairs + ``steps // 2``)."""
+    common = {"num": pairs, "seed": args.seed + 1, "progress": False, "final_eval": False}
     start = time.perf_counter()
-    reflow_run(work / "fm", work / "reflow2", train_steps=args.steps, echo=_quiet, **common)
-    result = reflow_run(
+    reflow_run(work / "fm", _fresh(work / "reflow2"), train_steps=steps, echo=_quiet, **common)
+    last = reflow_run(
         work / "reflow2",
-        work / "reflow+distill",
-        train_steps=args.steps // 2,
+        _fresh(work / "reflow+distill"),
+        train_steps=steps // 2,
         distill=True,
         echo=_quiet,
         **common,
     )
-    facts["reflow+distill"] = {
-        "ms_per_step": 1e3 * result.wall_time / result.steps,
-        "steps": args.steps * 2 + args.steps // 2,
-        "total_s": time.perf_counter() - start,
+    return {
+        "steps": fm_facts["steps"] + steps + steps // 2,
+        "ms_per_step": 1e3 * last.wall_time / last.steps,  # its last stage
+        "train_s": fm_facts["train_s"] + time.perf_counter() - start,
     }
-    return facts
 
 
 def w2_rows(model: torch.nn.Module, data: Any, args: argparse.Namespace) -> dict[int, Any]:
     """W2 (mean, std over draws) at NFE 1, 2 and 32."""
     out = {}
-    for nfe, method, steps in ((1, "euler", 1), (2, "euler", 2), (32, "midpoint", 16)):
-        if getattr(model, "two_times", False):
-            steps = nfe
+    two_times = getattr(model, "two_times", False)
+    for nfe in NFES:
+        method, steps = ("average", nfe) if two_times else SAMPLERS[nfe]
         (row,) = evaluate(
             model,
             data.reference(),
@@ -111,24 +170,64 @@ def w2_rows(model: torch.nn.Module, data: Any, args: argparse.Namespace) -> dict
     return out
 
 
+def fd_rows(model: torch.nn.Module, digits: Any, args: argparse.Namespace) -> dict[int, Any]:
+    """FD (mean, std over draws) and class accuracy at NFE 1, 2 and 32, conditional samples."""
+    out = {}
+    two_times = getattr(model, "two_times", False)
+    for nfe in NFES:
+        method, steps = ("euler", nfe) if two_times else SAMPLERS[nfe]
+        (row,) = evaluate_images(
+            model,
+            digits.test,
+            digits.train_labels,
+            num=digits.train.shape[0],
+            steps=[steps],
+            methods=[method],
+            draws=args.draws,
+            seed=args.seed + 7,
+        )
+        assert row.nfe == nfe, (row, nfe)
+        out[nfe] = {
+            "fd": row.fd_mean,
+            "std": row.fd_std,
+            "accuracy": row.accuracy,
+            "method": "average" if two_times else row.method,
+        }
+    return out
+
+
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(args.work) / name.replace(">", "")
+    work = _workdir(args, name)
     work.mkdir(parents=True, exist_ok=True)
-    data = load_run_data(
-        config_from_dict(base_config(DATASETS[name], args.steps, args.seed)).data, seed=args.seed
-    )
-    floor = noise_floor(
-        data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
-    )
-    facts = train_all(DATASETS[name], work, args)
-    result = {"dataset": name, "floor": {"w2": floor.w2_mean, "std": floor.w2_std}, "methods": {}}
-    for method in METHODS:
-        rows = w2_rows(fm.load(work / method), data, args)
+    if name == "digits":
+        from flowmatch.data.images import load_digits
+
+        digits = load_digits()
+        fl = image_floor(digits.train, digits.test, digits.train_labels)
+        floor = {"fd": fl.fd_mean, "std": 0.0, "accuracy": fl.accuracy}
+        facts = train_digits(work, args)
+        methods, metric = IMAGE_METHODS, "fd"
+    else:
+        data = load_run_data(
+            config_from_dict(base_config(DATASETS[name], args.steps, args.seed)).data,
+            seed=args.seed,
+        )
+        row = noise_floor(
+            data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
+        )
+        floor = {"w2": row.w2_mean, "std": row.w2_std}
+        facts = train_points(DATASETS[name], work, args)
+        methods, metric = POINT_METHODS, "w2"
+    result = {"dataset": name, "metric": metric, "floor": floor, "methods": {}}
+    for method in methods:
+        model = fm.load(work / method)
+        rows = fd_rows(model, digits, args) if name == "digits" else w2_rows(model, data, args)
         result["methods"][method] = {**facts[method], "rows": rows}
         print(
             f"{name} {method}: "
-            + ", ".join(f"NFE {n} W2 {rows[n]['w2']:.4f}" for n in NFES)
-            + f" (floor {floor.w2_mean:.4f}); {facts[method]['ms_per_step']:.2f} ms/step",
+            + ", ".join(f"NFE {n} {metric} {rows[n][metric]:.4f}" for n in NFES)
+            + f" (floor {floor[metric]:.4f}); {facts[method]['ms_per_step']:.2f} ms/step, "
+            f"{facts[method]['train_s']:.0f} s in all",
             flush=True,
         )
     with atomic_path(work / "results.json") as tmp:
@@ -136,10 +235,47 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def format_table(res: dict[str, Any]) -> list[str]:
+    """The Markdown table of one dataset's results."""
+    metric = res["metric"]
+    unit = "FD" if metric == "fd" else "W2"
+    floor = res["floor"][metric]
+    ref = res["methods"]["fm"]
+    lines = [
+        f"| dataset | method | train steps | ms/step | x fm | train s (total) | {unit} NFE 1 "
+        f"| {unit} NFE 2 | {unit} NFE 32 | NFE 1 / floor | NFE 1 / fm at NFE 32 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method, f in res["methods"].items():
+        rows = f["rows"]
+
+        def cell(n: str, rows: dict[str, Any] = rows) -> str:
+            text = f"{rows[n][metric]:.3f} +- {rows[n]['std']:.3f}"
+            if metric == "fd":
+                text += f" ({100 * rows[n]['accuracy']:.0f}%)"
+            return text
+
+        cells = [
+            res["dataset"],
+            method,
+            f"{f['steps']:,}",
+            f"{f['ms_per_step']:.2f}",
+            f"{f['ms_per_step'] / ref['ms_per_step']:.2f}",
+            f"{f['train_s']:.0f}",
+            *(cell(str(n)) for n in NFES),
+            f"{rows['1'][metric] / floor:.2f}x",
+            f"{rows['1'][metric] / ref['rows']['32'][metric]:.2f}x",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    std = f" +- {res['floor']['std']:.3f}" if metric == "w2" else ""
+    lines.append(f"| {res['dataset']} | floor | | | | | {floor:.3f}{std} | | | | |")
+    return lines
+
+
 def render(args: argparse.Namespace) -> str:
     results = []
-    for name in DATASETS:
-        path = Path(args.work) / name.replace(">", "") / "results.json"
+    for name in ALL_DATASETS:
+        path = _workdir(args, name) / "results.json"
         if path.is_file():
             results.append(json.loads(path.read_text()))
     if not results:
@@ -153,39 +289,24 @@ def render(args: argparse.Namespace) -> str:
         f"Rendered {stamp} on {facts['cpu']}; torch {torch.__version__}, {saved['threads']} "
         "thread(s) per process.",
         "",
-        "Reproduce: `python benchmarks/onestep.py`",
+        "Reproduce: `python benchmarks/onestep.py` (or one process per dataset: `--datasets "
+        "checkerboard --threads 1 --no-render`, then `--render-only`).",
         "",
-        f"MLP 3x256, batch 256, AdamW lr 1e-3; fm and meanflow {saved['steps']:,} steps each; "
-        f"reflow+distill: pairs of fm ({saved['pairs']:,}, dopri5), {saved['steps']:,} steps of "
-        f"2-rectified flow, {saved['steps'] // 2:,} of distillation. W2: {saved['num']:,} "
-        f"points, mean of {saved['draws']} draws. ms/step: the trainer's wall time per step "
-        "(reflow+distill: its last stage); x fm: relative to fm in the same run.",
+        f"Points: MLP 3x256, batch 256, AdamW lr 1e-3 with cosine decay; fm, meanflow and "
+        f"meanflow-ot {saved['steps']:,} steps each; reflow+distill: {saved['pairs']:,} dopri5 "
+        f"pairs of fm, {saved['steps']:,} steps of 2-rectified flow, {saved['pairs']:,} pairs "
+        f"of that, {saved['steps'] // 2:,} steps of distillation. W2: exact, {saved['num']:,} "
+        f"points, mean +- std of {saved['draws']} draws. Digits: the digits demo's U-Net, "
+        f"{saved['image_steps']:,} steps per stage (distillation half), "
+        f"{saved['image_pairs']:,} pairs, conditional samples without guidance; FD (class "
+        "accuracy) of 1,437 digits vs the test split. ms/step: the trainer's wall time per step "
+        "(reflow+distill: its last stage), x fm: relative to fm; train s (total): every "
+        "training stage and the pairs, in one process.",
         "",
-        "| dataset | method | train steps | ms/step | x fm | W2 NFE 1 | W2 NFE 2 | W2 NFE 32 "
-        "| NFE 1 / floor | NFE 1 / fm at NFE 32 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
-        floor = res["floor"]["w2"]
-        ref = res["methods"]["fm"]
-        for method, f in res["methods"].items():
-            rows = f["rows"]
-            cells = [
-                res["dataset"],
-                method,
-                f"{f['steps']:,}",
-                f"{f['ms_per_step']:.2f}",
-                f"{f['ms_per_step'] / ref['ms_per_step']:.2f}",
-                *(f"{rows[str(n)]['w2']:.3f} +- {rows[str(n)]['std']:.3f}" for n in NFES),
-                f"{rows['1']['w2'] / floor:.2f}x",
-                f"{rows['1']['w2'] / ref['rows']['32']['w2']:.2f}x",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append(
-            f"| {res['dataset']} | noise floor | | | | {floor:.3f} +- {res['floor']['std']:.3f} "
-            "| | | | |"
-        )
-    section = "\n".join(lines) + "\n"
+        lines += [*format_table(res), ""]
+    section = "\n".join(lines)
     print(section)
     write_section(args.results, section, SECTION_HEADER)
     return section
@@ -193,9 +314,11 @@ def render(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--datasets", default=",".join(ALL_DATASETS))
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--pairs", type=int, default=50_000)
+    p.add_argument("--image-steps", type=int, default=3000)
+    p.add_argument("--image-pairs", type=int, default=10_000)
     p.add_argument("--num", type=int, default=5000)
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
@@ -208,10 +331,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     args.datasets = [d for d in args.datasets.split(",") if d]
     for d in args.datasets:
-        if d not in DATASETS:
-            p.error(f"--datasets: unknown {d!r}; expected some of {', '.join(DATASETS)}")
+        if d not in ALL_DATASETS:
+            p.error(f"--datasets: unknown {d!r}; expected some of {', '.join(ALL_DATASETS)}")
     if args.quick:
         args.steps, args.pairs, args.num, args.draws = 100, 500, 300, 2
+        args.image_steps, args.image_pairs = 4, 64
     torch.set_num_threads(args.threads)
     if not args.render_only:
         for name in args.datasets:

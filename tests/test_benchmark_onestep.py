@@ -1,4 +1,5 @@
-"""Smoke test of benchmarks/onestep.py: a --quick run trains the three methods and reports."""
+"""Smoke test of benchmarks/onestep.py: a --quick run trains every method on points and digits
+and reports."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_quick_run_reports_every_method(tmp_path):
             [
                 "--quick",
                 "--datasets",
-                "checkerboard",
+                "checkerboard,digits",
                 "--threads",
                 "1",
                 "--work",
@@ -28,11 +29,21 @@ def test_quick_run_reports_every_method(tmp_path):
             ]
         )
     saved = json.loads((tmp_path / "work" / "checkerboard" / "results.json").read_text())
-    assert list(saved["methods"]) == ["fm", "meanflow", "reflow+distill"]
+    assert list(saved["methods"]) == ["fm", "meanflow", "meanflow-ot", "reflow+distill"]
     for facts in saved["methods"].values():
         assert sorted(facts["rows"], key=int) == ["1", "2", "32"]
         assert all(r["w2"] > 0 for r in facts["rows"].values())
+        assert facts["train_s"] > 0
     assert saved["methods"]["meanflow"]["rows"]["1"]["method"] == "average"
+    # reflow+distill's total includes fm's training, the pairs and both of its stages
+    methods = saved["methods"]
+    assert methods["reflow+distill"]["train_s"] > methods["fm"]["train_s"]
+    digits = json.loads((tmp_path / "work" / "digits" / "results.json").read_text())
+    assert list(digits["methods"]) == ["fm", "meanflow", "reflow+distill"]
+    for facts in digits["methods"].values():
+        assert all(r["fd"] > 0 and 0 <= r["accuracy"] <= 1 for r in facts["rows"].values())
+    assert digits["methods"]["meanflow"]["rows"]["32"]["method"] == "average"
+    assert 5 < digits["floor"]["fd"] < 8  # measured 6.57
     text = results.read_text()
     assert "keep me" in text and text.count("## One-step (CPU)") == 1
-    assert "| checkerboard | meanflow |" in text
+    assert "| checkerboard | meanflow |" in text and "| digits | meanflow |" in text

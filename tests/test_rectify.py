@@ -63,6 +63,27 @@ def test_reflow_pairs_accepts_a_model():
     assert pairs.x1.shape == (8, 2) and torch.isfinite(pairs.x1).all()
 
 
+def test_reflow_pairs_of_a_conditional_model_keep_their_labels():
+    """Each point is integrated with its own label (batch by batch) and the pairs keep them;
+    labels of the wrong length, or labels for a bare velocity callable, are refused."""
+
+    class PerClass(torch.nn.Module):
+        """Velocity = the class index: x1 = x0 + k along each axis."""
+
+        def forward(self, x, t, *, cond=None):
+            return torch.zeros_like(x) + cond.to(x.dtype)[:, None]
+
+    x0 = torch.randn(7, 2)
+    labels = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    pairs, _ = reflow_pairs(PerClass(), x0, method="euler", steps=4, cond=labels, batch_size=3)
+    assert pairs.cond is labels
+    torch.testing.assert_close(pairs.x1, x0 + labels[:, None].float())
+    with pytest.raises(ValueError, match="one entry per source point"):
+        reflow_pairs(PerClass(), x0, cond=labels[:5])
+    with pytest.raises(ValueError, match="cond needs a model"):
+        reflow_pairs(lambda x, t: x, x0, cond=labels)
+
+
 def test_pairs_file_round_trip(tmp_path):
     pairs = fm.couplings.Pairs(torch.randn(5, 2), torch.randn(5, 2), torch.arange(5))
     path = save_pairs(tmp_path / "p.safetensors", pairs, {"source_run": "x"})

@@ -40,6 +40,8 @@ def reflow_pairs(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     batch_size: int = 10_000,
+    cond: Tensor | None = None,
+    guidance: float | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> tuple[Pairs, int]:
     """Integrate a flow from each x0 to its sample x1 and return the pairs.
@@ -53,15 +55,28 @@ def reflow_pairs(
         steps: solver steps (fixed-step methods; dopri5 ignores it).
         atol, rtol: dopri5 tolerances.
         batch_size: points integrated at once.
+        cond: labels of a conditional model, one per source point, shape (N, ...); the pairs
+            keep them (the next flow learns the conditional maps).
+        guidance: classifier-free guidance scale with ``cond`` (None: the conditional model).
         on_batch: called with the number of points finished after each batch (progress).
 
     Returns:
         ``(pairs, nfe)``: the (x0, x1) pairs and the total number of velocity evaluations.
     """
-    velocity = model_velocity(model) if isinstance(model, nn.Module) else model
+    if cond is not None and cond.shape[0] != x0.shape[0]:
+        raise ValueError(
+            f"cond must have one entry per source point ({x0.shape[0]}), got {tuple(cond.shape)}"
+        )
+    if cond is not None and not isinstance(model, nn.Module):
+        raise ValueError("cond needs a model (a velocity callable takes no labels)")
     outs, nfe = [], 0
     for start in range(0, x0.shape[0], batch_size):
         chunk = x0[start : start + batch_size]
+        if isinstance(model, nn.Module):
+            labels = cond[start : start + batch_size] if cond is not None else None
+            velocity = model_velocity(model, cond=labels, guidance=guidance)
+        else:
+            velocity = model
         if method == "dopri5":
             res = solve_ode(velocity, chunk, method="dopri5", atol=atol, rtol=rtol)
         else:
@@ -70,7 +85,7 @@ def reflow_pairs(
         nfe += res.nfe
         if on_batch is not None:
             on_batch(start + chunk.shape[0])
-    return Pairs(x0, torch.cat(outs)), nfe
+    return Pairs(x0, torch.cat(outs), cond), nfe
 
 
 def save_pairs(path: str | Path, pairs: Pairs, metadata: dict[str, str] | None = None) -> Path:

@@ -380,8 +380,10 @@ def reflow_run(
     (tolerance 1e-5) and written to ``OUT/pairs.safetensors``. The new run's config is the old
     one with ``data.pairs`` set to that file, ``model.init`` to ``run_dir`` and the coupling
     independent; ``distill`` trains the one-step map instead (``time: constant 0``, sampled
-    with one Euler step). Its ``config.yaml`` records all of it, so ``flowmatch train --resume
-    --out OUT`` (or ``resume=True`` here) continues it.
+    with one Euler step). A labelled run (digits, image folders) integrates each point with a
+    label, the classes in turn, at the run's ``sample.guidance``, and the pairs keep the
+    labels. Its ``config.yaml`` records all of it, so ``flowmatch train --resume --out OUT``
+    (or ``resume=True`` here) continues it.
 
     Args:
         run_dir: the trained k-rectified run.
@@ -439,11 +441,19 @@ def reflow_run(
     x0 = draw_source(
         model.spec.get("source"), num, point_shape(model), torch.Generator().manual_seed(seed)
     )
+    labels = _labels(model, num, None, None)  # a labelled run: the classes in turn
+    guidance = base.sample.guidance if labels is not None else None
     echo(f"reflow: integrating {num} source points with {run_dir} (dopri5, tol 1e-5)")
     start = time.perf_counter()
     with _bar(progress) as bar:
         task = bar.add_task("pairs", total=num)
-        pairs, nfe = reflow_pairs(model, x0, on_batch=lambda n: bar.update(task, completed=n))
+        pairs, nfe = reflow_pairs(
+            model,
+            x0,
+            cond=labels,
+            guidance=guidance,
+            on_batch=lambda n: bar.update(task, completed=n),
+        )
     out.mkdir(parents=True, exist_ok=True)
     meta = {"source_run": str(run_dir.resolve()), "nfe": str(nfe), "seed": str(seed)}
     save_pairs(out / PAIRS_FILE, pairs, meta)

@@ -76,3 +76,17 @@ def test_not_a_model_directory(tmp_path):
         fm.load(tmp_path)
     with pytest.raises(ValueError, match="weights"):
         fm.load(tmp_path, weights="best")
+
+
+def test_files_without_time_frequency_load_with_the_old_embedding(tmp_path):
+    """A model file written before time_frequency existed (its arch has no such key) was
+    trained with the 1000-rad embedding, two-time models included: it loads with that one."""
+    spec = {**SPEC, "arch": {**SPEC["arch"], "two_times": True}}
+    old = fm.models.MLP(
+        dim=2, hidden=16, depth=2, time_embed_dim=8, two_times=True, time_frequency=1000.0
+    )
+    save_model(tmp_path / "model", spec, old, old)
+    loaded = fm.load(tmp_path)
+    assert loaded.time_frequency == 1000.0
+    x, t = torch.randn(5, 2), torch.rand(5)
+    torch.testing.assert_close(loaded(x, t, t_end=t + 0.2), old(x, t, t_end=t + 0.2))

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import flowmatch as fm
+from flowmatch.models import MLP, UNet
 
 
 @pytest.mark.parametrize("activation", ["silu", "gelu", "relu", "tanh"])
@@ -48,3 +49,25 @@ def test_bad_input():
         model(torch.randn(3, 3), torch.rand(3))
     with pytest.raises(ValueError, match=r"t must have shape \(3,\)"):
         model(torch.randn(3, 2), torch.rand(3, 1))
+
+
+@pytest.mark.parametrize(
+    ("build", "one_time"),
+    [
+        (lambda **kw: MLP(dim=2, hidden=8, depth=1, **kw), 1000.0),
+        (lambda **kw: UNet(1, 8, base=8, groups=4, **kw), 1000.0),
+    ],
+    ids=["mlp", "unet"],
+)
+def test_time_frequency_defaults_and_choice(build, one_time):
+    """The embedding's top frequency: 1000 rad for one-time models, 10 for two-time (MeanFlow)
+    models, or the value given; anything but a finite number > 0 is refused by name."""
+    assert build().time_frequency == one_time
+    assert build().time_embed.freqs.max().item() == pytest.approx(one_time)
+    assert build(two_times=True).time_frequency == 10.0
+    model = build(two_times=True, time_frequency=3.0)
+    assert model.time_frequency == 3.0
+    assert model.time_embed.freqs.max().item() == pytest.approx(3.0)
+    for bad in (0, -1.0, float("nan"), True, "10"):
+        with pytest.raises(ValueError, match="time_frequency"):
+            build(time_frequency=bad)

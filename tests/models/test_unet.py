@@ -152,6 +152,9 @@ def test_deterministic_given_seed_and_dropout_only_in_training():
         ({"dropout": 1.0}, "dropout"),
         ({"dropout": -0.1}, "dropout"),
         ({"two_times": "yes"}, "two_times"),
+        ({"time_frequency": 0.0}, "time_frequency"),
+        ({"time_frequency": float("inf")}, "time_frequency"),
+        ({"time_frequency": "10"}, "time_frequency"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -43,14 +43,14 @@ data:
   pairs: runs/reflow/pairs.safetensors
   image_size: 16
   channels: 3
-model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, init: runs/base,
-        channels: 16, multipliers: [1, 2, 2], res_blocks: 2, attention: [4], groups: 4,
-        dropout: 0.1}
+model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, time_frequency: 5.0,
+        init: runs/base, channels: 16, multipliers: [1, 2, 2], res_blocks: 2, attention: [4],
+        groups: 4, dropout: 0.1}
 path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 80.0, n: 3.0,
        timesteps: 500, betas: cosine, beta_start: 2.0e-4, beta_end: 0.03}
 coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1, sigma: 0.0}
 time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0, value: 0.5}
-objective: {name: meanflow, prediction: x1, ratio_distinct: 0.5, adaptive_p: 0.5,
+objective: {name: meanflow, prediction: x1, ratio_distinct: 0.3, adaptive_p: 0.5,
             cond_dropout: 0.2}
 optim:
   lr: 3e-4
@@ -295,8 +295,8 @@ def test_apply_overrides_returns_a_new_config() -> None:
             (),
             "model.widht",
             [
-                "unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, init, "
-                "channels"
+                "unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, "
+                "time_frequency, init, channels"
             ],
         ),
         ("train: {step: 3}\n", (), "train.step", ["unknown key", "did you mean 'steps'?"]),
@@ -309,6 +309,7 @@ def test_apply_overrides_returns_a_new_config() -> None:
         (None, ("train.steps=true",), "train.steps", ["expected an integer > 0, got true"]),
         (None, ("train.steps=1.5",), "train.steps", ["expected an integer > 0, got 1.5"]),
         (None, ("optim.lr=fast",), "optim.lr", ["expected a number > 0, got 'fast'"]),
+        (None, ("model.time_frequency=0",), "model.time_frequency", ["expected a number > 0"]),
         (None, ("train.compile=3",), "train.compile", ["expected true or false, got 3"]),
         ("train: 5\n", (), "train", ["expected a mapping (keys: steps, batch_size"]),
         (None, ("data.source=moons",), "data.source", ["expected a mapping (keys: name) or null"]),

@@ -306,3 +306,25 @@ def test_relative_image_paths_are_stored_absolute(tmp_path, monkeypatch, capsys)
         capsys,
     )
     assert code == 0, err
+
+
+def test_reflow_of_a_labelled_run_keeps_the_labels(digits_run, tmp_path):
+    """Reflow of a class-conditional run integrates each source point with a label (the
+    classes in turn, at the run's guidance) and the pairs keep them: the pair of label k is
+    what the model's own sampler gives for class k; the new run trains on them."""
+    from flowmatch.rectify import load_pairs
+    from flowmatch.runs import reflow_run
+
+    out = tmp_path / "reflow"
+    reflow_run(
+        digits_run, out, num=40, train_steps=2, progress=False, final_eval=False, echo=lambda _: 0
+    )
+    pairs = load_pairs(out / "pairs.safetensors")
+    assert pairs.cond is not None and pairs.cond.tolist() == [k // 4 for k in range(40)]
+    model = fm.load(digits_run)
+    direct = fm.sample(
+        model, pairs.x0, method="dopri5", cond=pairs.cond, guidance=2.0, atol=1e-5, rtol=1e-5
+    )
+    # the same batch, solver and tolerances: the same adaptive steps, so equal to float noise
+    torch.testing.assert_close(pairs.x1, direct, rtol=0, atol=1e-5)
+    assert fm.load(out).spec["class_names"] == model.spec["class_names"]

@@ -193,6 +193,8 @@ def test_meanflow_objective_trains_samples_and_evaluates(tmp_path, capsys):
     train(run, ["objective.name=meanflow", "sample.steps=1"], steps=20)
     model = fm.load(run)
     assert model.two_times and model.spec["arch"]["two_times"] is True
+    # a two-time model embeds time at low frequencies (its loss differentiates in time)
+    assert model.spec["arch"]["time_frequency"] == 10.0 and model.time_frequency == 10.0
     code, out, err = cli(["sample", run, "--num", 20, "--out", tmp_path / "s.npy"], capsys)
     assert code == 0 and "(average velocity, NFE 1)" in out, err
     code, out, err = cli(
@@ -205,10 +207,24 @@ def test_meanflow_objective_trains_samples_and_evaluates(tmp_path, capsys):
     cfg.write_text("objective: {name: meanflow}\ntrain: {steps: 2}\n")
     for override, key in (
         ("objective.prediction=x1", "objective.prediction"),
-        ("coupling.name=minibatch_ot", "coupling.name"),
+        ("coupling.name=schrodinger_bridge", "coupling.name"),
         ("path.schedule=cosine", "path.schedule"),
     ):
         argv = ["train", cfg, "--out", tmp_path / "bad", "--set", override, "--no-progress"]
         code, _, err = cli(argv, capsys)
         assert code == 2 and key in err and "meanflow" in err, err
         assert not (tmp_path / "bad").exists()
+
+
+def test_meanflow_with_minibatch_ot_and_time_frequency(tmp_path):
+    """objective meanflow takes the minibatch OT coupling (its loss pairs each batch) and an
+    explicit model.time_frequency, which the saved model is rebuilt with; a flow-matching run
+    keeps the 1000-rad default."""
+    run = tmp_path / "mf-ot"
+    overrides = ["objective.name=meanflow", "coupling.name=minibatch_ot", "model.time_frequency=3"]
+    train(run, overrides, steps=5)
+    model = fm.load(run)
+    assert model.two_times and model.time_frequency == 3.0
+    assert model.time_embed.freqs.max().item() == pytest.approx(3.0)
+    train(tmp_path / "fm", [], steps=2)
+    assert fm.load(tmp_path / "fm").spec["arch"]["time_frequency"] == 1000.0

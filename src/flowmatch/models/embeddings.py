@@ -7,7 +7,33 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["SinusoidalTimeEmbedding"]
+__all__ = [
+    "DEFAULT_TIME_FREQUENCY",
+    "TWO_TIMES_TIME_FREQUENCY",
+    "SinusoidalTimeEmbedding",
+    "time_frequency",
+]
+
+DEFAULT_TIME_FREQUENCY = 1000.0
+"""Highest angular frequency of a one-time model's time embedding (rad per unit time)."""
+TWO_TIMES_TIME_FREQUENCY = 10.0
+"""That of a two-time (MeanFlow) model: its loss differentiates the network in time, and with
+1000 rad the targets blew up (one-step W2 10 on checkerboard vs 0.35 at 10, 0.41 at 100 rad
+after 5k and 20k steps; benchmarks/RESULTS.md, "One-step")."""
+
+
+def time_frequency(value: float | None, *, two_times: bool) -> float:
+    """The embedding's highest frequency: ``value``, or the default of one- or two-time
+    models. Raises ValueError unless it is a finite number > 0."""
+    if value is None:
+        return TWO_TIMES_TIME_FREQUENCY if two_times else DEFAULT_TIME_FREQUENCY
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ValueError(f"time_frequency must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 class SinusoidalTimeEmbedding(nn.Module):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from flowmatch.atomic import atomic_path
+from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
 from flowmatch.models.mlp import MLP
 from flowmatch.models.unet import UNet
 from flowmatch.paths import AffinePath
@@ -53,6 +54,8 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
     name = params.pop("name", None)
     if name not in ARCHITECTURES:
         raise ValueError(f"model name must be one of {tuple(ARCHITECTURES)}, got {name!r}")
+    # Files written before time_frequency existed embedded time at up to 1000 rad.
+    params.setdefault("time_frequency", DEFAULT_TIME_FREQUENCY)
     return ARCHITECTURES[name](**params)
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
+from flowmatch.models.embeddings import time_frequency as _frequency
 
 __all__ = ["ACTIVATIONS", "MLP"]
 
@@ -29,6 +30,9 @@ class MLP(nn.Module):
         depth: number of hidden layers, >= 1.
         activation: silu, gelu, relu or tanh.
         time_embed_dim: size of the sinusoidal time embedding (even).
+        time_frequency: highest angular frequency of that embedding (rad per unit time);
+            None: 1000, or 10 for a two-time model (MeanFlow's loss differentiates the
+            network in time, which high frequencies blow up).
         two_times: also embed the length ``t_end - t`` of an averaging interval (MeanFlow
             models: ``model(x, t, t_end=e)`` is the average velocity from time t, where x is,
             to time e; ``t_end=None`` means e = t, the instantaneous velocity).
@@ -50,6 +54,7 @@ class MLP(nn.Module):
         *,
         activation: str = "silu",
         time_embed_dim: int = 64,
+        time_frequency: float | None = None,
         two_times: bool = False,
     ) -> None:
         super().__init__()
@@ -60,7 +65,8 @@ class MLP(nn.Module):
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.dim = dim
         self.two_times = bool(two_times)
-        self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)
+        self.time_frequency = _frequency(time_frequency, two_times=self.two_times)
+        self.time_embed = SinusoidalTimeEmbedding(time_embed_dim, max_frequency=self.time_frequency)
         layers: list[nn.Module] = []
         width = dim + time_embed_dim * (2 if two_times else 1)
         for _ in range(depth):

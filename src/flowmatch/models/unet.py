@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
+from flowmatch.models.embeddings import time_frequency as _frequency
 
 __all__ = ["UNet"]
 
@@ -101,6 +102,9 @@ class UNet(nn.Module):
             block, e.g. ``(8,)``; the middle block attends when the lowest side is listed.
         groups: GroupNorm groups; must divide ``base * m`` for every multiplier m.
         time_embed_dim: size of the sinusoidal time embedding (even).
+        time_frequency: highest angular frequency of that embedding (rad per unit time);
+            None: 1000, or 10 for a two-time model (MeanFlow's loss differentiates the
+            network in time, which high frequencies blow up).
         num_classes: number K of classes for class conditioning; None for an unconditional
             model. Labels are 0..K-1 and K (``self.null_class``) is a learned "no label" class
             for classifier-free guidance.
@@ -130,6 +134,7 @@ class UNet(nn.Module):
         attention_resolutions: tuple[int, ...] = (),
         groups: int = 8,
         time_embed_dim: int = 128,
+        time_frequency: float | None = None,
         num_classes: int | None = None,
         dropout: float = 0.0,
         two_times: bool = False,
@@ -194,8 +199,9 @@ class UNet(nn.Module):
         self.num_classes = num_classes
         self.null_class = num_classes
         self.two_times = two_times
+        self.time_frequency = _frequency(time_frequency, two_times=two_times)
         emb_dim = 4 * base
-        self.time_embed = SinusoidalTimeEmbedding(time_embed_dim)
+        self.time_embed = SinusoidalTimeEmbedding(time_embed_dim, max_frequency=self.time_frequency)
         self.time_mlp = nn.Sequential(
             nn.Linear(time_embed_dim * (2 if two_times else 1), emb_dim),
             nn.SiLU(),

@@ -242,6 +242,9 @@ class ModelConfig(_Section):
         depth: MLP: number of hidden layers.
         activation: MLP: one of `ACTIVATIONS`.
         time_embed_dim: size of the sinusoidal time embedding; even.
+        time_frequency: highest angular frequency of that embedding (rad per unit time); None:
+            1000 for flow matching, 10 for meanflow, whose loss differentiates the network in
+            time (high frequencies made it diverge; see `flowmatch.models.embeddings`).
         init: a run (or model) directory whose EMA weights initialise the network (warm start,
             e.g. reflow); its architecture must match.
         channels: U-Net: channels of the first level.
@@ -258,6 +261,7 @@ class ModelConfig(_Section):
     depth: PositiveInt = 3
     activation: Activation = "silu"
     time_embed_dim: PositiveInt = 64
+    time_frequency: PositiveFloat | None = None
     init: str | None = None
     channels: PositiveInt = 32
     multipliers: Annotated[list[PositiveInt], BeforeValidator(_as_list), Field(min_length=1)] = (
@@ -369,6 +373,7 @@ class ObjectiveConfig(_Section):
         prediction: velocity | x1 | x0 | epsilon.
         ratio_distinct: meanflow: fraction of points with two distinct times, in [0, 1].
         adaptive_p: meanflow: power of the adaptive loss weight (0: plain squared error).
+            The meanflow defaults are `flowmatch.meanflow.MeanFlowLoss`'s.
         cond_dropout: labelled data (images): probability of training a label as the null
             class, which makes the model usable with classifier-free guidance.
     """
@@ -376,8 +381,8 @@ class ObjectiveConfig(_Section):
     name: Literal["flow_matching", "meanflow"] = "flow_matching"
     prediction: Literal["velocity", "x1", "x0", "epsilon"] = "velocity"
     cond_dropout: Annotated[_Float, Field(ge=0, lt=1)] = 0.1
-    ratio_distinct: Annotated[_Float, Field(ge=0, le=1)] = 0.25
-    adaptive_p: Annotated[_Float, Field(ge=0)] = 1.0
+    ratio_distinct: Annotated[_Float, Field(ge=0, le=1)] = 0.5
+    adaptive_p: Annotated[_Float, Field(ge=0)] = 0.0
 
 
 class OptimConfig(_Section):

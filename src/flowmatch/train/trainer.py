@@ -26,6 +26,7 @@ from flowmatch.atomic import atomic_path
 from flowmatch.couplings import Coupling, Independent, MinibatchOT, Pairs, SchrodingerBridge
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
+from flowmatch.models.embeddings import time_frequency
 from flowmatch.models.files import ModelFileError, build_model, build_path, load, save_model
 from flowmatch.sampling import SCORE_METHODS
 from flowmatch.time import Constant, Discrete, LogitNormal, Shifted, TimeSampler, Uniform
@@ -216,7 +217,9 @@ def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "activation": m.activation,
             "time_embed_dim": m.time_embed_dim,
         }
-    if cfg.objective.name == "meanflow":
+    two_times = cfg.objective.name == "meanflow"
+    arch["time_frequency"] = time_frequency(cfg.model.time_frequency, two_times=two_times)
+    if two_times:
         arch["two_times"] = True
     spec: dict[str, Any] = {
         "arch": arch,
@@ -319,13 +322,18 @@ class Trainer:
             for key, value, wanted in (
                 ("objective.prediction", cfg.objective.prediction, "velocity"),
                 ("path.schedule", cfg.path.schedule, "linear"),
-                ("coupling.name", cfg.coupling.name, "independent"),
             ):
                 if value != wanted:
                     raise ConfigError(
                         f"config: {key}: objective meanflow needs {wanted!r}, got {value!r}",
                         key=key,
                     )
+            if cfg.coupling.name == "schrodinger_bridge":
+                raise ConfigError(
+                    "config: coupling.name: objective meanflow needs the linear path; "
+                    "schrodinger_bridge has its own (use independent or minibatch_ot)",
+                    key="coupling.name",
+                )
         if cfg.coupling.name == "schrodinger_bridge":
             if cfg.objective.prediction != "velocity":
                 raise ConfigError(
@@ -424,10 +432,14 @@ class Trainer:
         )
         self.loss_fn: Any
         if cfg.objective.name == "meanflow":
+            labelled = self.data.num_classes is not None
             self.loss_fn = MeanFlowLoss(
                 time_sampler=_time_sampler(cfg),
                 ratio_distinct=cfg.objective.ratio_distinct,
                 adaptive_p=cfg.objective.adaptive_p,
+                coupling=_coupling(cfg),
+                cond_dropout=cfg.objective.cond_dropout if labelled else 0.0,
+                null_cond=self.data.num_classes,
             )
         else:
             labelled = self.data.num_classes is not None

@@ -1,0 +1,26 @@
+"""Smoke test of benchmarks/meanflow_sweep.py: settings train, report W2 and keep earlier runs."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import benchmark_module
+
+
+def test_sweep_runs_chosen_settings_and_merges_results(tmp_path, one_thread):
+    out, results = tmp_path / "sweep.json", tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n## Other\n\nkeep me\n")
+    common = ["--steps", "20", "--num", "100", "--jobs", "1", "--out", str(out)]
+    with benchmark_module("meanflow_sweep") as module:
+        module.main([*common, "--only", "1", "--results", str(results)])
+        module.main([*common, "--only", "15", "--results", str(results)])
+        first = module.run_one({"steps": 20}, 100)
+        assert module.run_one({"steps": 20}, 100)["w2"] == first["w2"]  # deterministic
+    saved = json.loads(out.read_text())
+    assert sorted(saved["runs"], key=int) == ["1", "15"]
+    assert sorted(saved["runs"]["1"]["w2"], key=int) == ["1", "2", "8"]
+    assert sorted(saved["runs"]["15"]["w2"], key=int) == ["1", "2", "32"]
+    assert saved["runs"]["1"]["w2"] == first["w2"]
+    text = results.read_text()
+    assert "keep me" in text and text.count("## MeanFlow settings (CPU)") == 1
+    assert "| 1 | defaults" in text and "| 15 | plain flow matching" in text
