@@ -150,8 +150,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         SECTION_HEADER,
         "",
-        f"Rendered {stamp}; measured on {results.get('machine', facts['cpu'])}, one thread per "
-        f"setting, {results.get('jobs', args.jobs)} settings at once.",
+        f"Rendered {stamp}; measured on {results.get('machine', facts['cpu'])}; one thread "
+        "per setting.",
         "",
         "Reproduce: `python benchmarks/meanflow_sweep.py --jobs 15`",
         "",
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings["steps"] = args.steps
         items.append((i, settings, args.num))
     results: dict[str, Any] = {"num": args.num, "jobs": args.jobs, "runs": {}}
-    results["machine"] = machine_facts()["cpu"]
+    results["machine"] = f"{machine_facts()['cpu']}, {args.jobs} settings at once"
     if args.jobs > 1:
         pool = multiprocessing.get_context("spawn").Pool(min(args.jobs, len(items)))
         done = pool.imap_unordered(_job, items)

@@ -24,3 +24,17 @@ def test_sweep_runs_chosen_settings_and_merges_results(tmp_path, one_thread):
     text = results.read_text()
     assert "keep me" in text and text.count("## MeanFlow settings (CPU)") == 1
     assert "| 1 | defaults" in text and "| 15 | plain flow matching" in text
+
+
+def test_cost_benchmark_times_both_objectives(one_thread, capsys):
+    """benchmarks/meanflow_cost.py: a row per (model, objective, round) and the ratio table."""
+    with benchmark_module("meanflow_cost") as module:
+        rows = module.main(["--device", "cpu", "--steps", "1", "--rounds", "1", "--warmup", "1"])
+    assert [(r["model"], r["meanflow"]) for r in rows] == [
+        ("mlp", False),
+        ("mlp", True),
+        ("unet", False),
+        ("unet", True),
+    ]
+    assert all(r["ms"] > 0 for r in rows)
+    assert "| unet |" in capsys.readouterr().out

@@ -17,6 +17,12 @@ a total derivative along the trajectory: the Jacobian-vector product of u with t
 v + (t - r) * JVP, with v the conditional velocity x1 - x0 of the linear path; at r = t it is
 plain flow matching. A model takes both times as ``model(x, r, t_end=t)`` (e.g.
 ``fm.models.MLP(..., two_times=True)``); ``model(x, r)`` is then its instantaneous velocity.
+
+The JVP differentiates the network in r, through its time embedding: with the usual
+sinusoidal frequencies up to 1000 rad the targets carry derivatives of that size and training
+diverged, so two-time models embed time up to 10 rad by default (``time_frequency``). A
+coupling such as minibatch OT straightens the flow being averaged and gave the best one-step
+samples measured here (``benchmarks/meanflow_sweep.py``, ``benchmarks/onestep.py``).
 """
 
 from __future__ import annotations

@@ -18,8 +18,9 @@ DEFAULT_TIME_FREQUENCY = 1000.0
 """Highest angular frequency of a one-time model's time embedding (rad per unit time)."""
 TWO_TIMES_TIME_FREQUENCY = 10.0
 """That of a two-time (MeanFlow) model: its loss differentiates the network in time, and with
-1000 rad the targets blew up (one-step W2 10 on checkerboard vs 0.35 at 10, 0.41 at 100 rad
-after 5k and 20k steps; benchmarks/RESULTS.md, "One-step")."""
+1000 rad training diverged (checkerboard, 20k steps: one-step W2 3.9 and two-step 44 vs 0.35
+and 0.31 at 10 rad; 3 and 30 rad within 0.02 of 10; benchmarks/RESULTS.md, "MeanFlow
+settings")."""
 
 
 def time_frequency(value: float | None, *, two_times: bool) -> float:

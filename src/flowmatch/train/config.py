@@ -369,7 +369,7 @@ class ObjectiveConfig(_Section):
     Attributes:
         name: flow_matching (the CFM regression) | meanflow (the average velocity of
             `flowmatch.meanflow`, sampled in one or a few jumps; velocity prediction, linear
-            path and independent coupling only).
+            path; independent or minibatch_ot coupling).
         prediction: velocity | x1 | x0 | epsilon.
         ratio_distinct: meanflow: fraction of points with two distinct times, in [0, 1].
         adaptive_p: meanflow: power of the adaptive loss weight (0: plain squared error).
