@@ -88,7 +88,8 @@ def test_guided_prediction_is_the_cfg_combination_in_one_forward():
     for w in (0.0, 1.0, 2.5):
         out = guided_prediction(model, cond, guidance=w)(x, t)
         torch.testing.assert_close(out, unconditional + w * (conditional - unconditional))
-    assert model.calls == 3 and model.batch_sizes == [100, 100, 100]
+    # w = 1 is the conditional model: one forward of the 50 points, not 2 x 50
+    assert model.calls == 3 and model.batch_sizes == [100, 50, 100]
     plain = guided_prediction(model, cond)(x, t)
     torch.testing.assert_close(plain, conditional)
 

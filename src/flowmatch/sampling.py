@@ -67,9 +67,10 @@ def guided_prediction(
     notation) combines the conditional and unconditional predictions,
     ``f = f(x, t | null) + w (f(x, t | cond) - f(x, t | null))``: w = 1 is the conditional
     model, w = 0 the unconditional one, w > 1 sharpens the class. Both branches go through
-    one batched forward of 2B points. The combination is taken in the model's own
-    prediction kind; every conversion of :meth:`~flowmatch.paths.AffinePath.convert` is
-    affine in the prediction, so it equals guiding the velocity.
+    one batched forward of 2B points (w = 1 needs only the conditional one, of B). The
+    combination is taken in the model's own prediction kind; every conversion of
+    :meth:`~flowmatch.paths.AffinePath.convert` is affine in the prediction, so it equals
+    guiding the velocity.
 
     Args:
         model: a conditional model, ``model(x, t, cond=labels)``.
@@ -101,6 +102,8 @@ def guided_prediction(
             "(fm.models.UNet(num_classes=...)) or null_cond="
         )
     w = float(guidance)
+    if w == 1.0:  # f(null) + 1 (f(cond) - f(null)) is the conditional prediction: one forward
+        return lambda x, t: call_model(model, x, t, cond)
     both = torch.cat([cond, torch.full_like(cond, null_cond)])
 
     def predict(x: Tensor, t: Tensor) -> Tensor:
