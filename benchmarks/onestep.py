@@ -281,6 +281,7 @@ def render(args: argparse.Namespace) -> str:
     if not results:
         raise SystemExit(f"no results under {args.work}; run without --render-only first")
     saved = results[0]["args"]
+    images = next((r["args"] for r in results if r["dataset"] == "digits"), saved)
     facts = machine_facts()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
@@ -297,8 +298,8 @@ def render(args: argparse.Namespace) -> str:
         f"pairs of fm, {saved['steps']:,} steps of 2-rectified flow, {saved['pairs']:,} pairs "
         f"of that, {saved['steps'] // 2:,} steps of distillation. W2: exact, {saved['num']:,} "
         f"points, mean +- std of {saved['draws']} draws. Digits: the digits demo's U-Net, "
-        f"{saved['image_steps']:,} steps per stage (distillation half), "
-        f"{saved['image_pairs']:,} pairs, conditional samples without guidance; FD (class "
+        f"{images['image_steps']:,} steps per stage (distillation half), "
+        f"{images['image_pairs']:,} pairs, conditional samples without guidance; FD (class "
         "accuracy) of 1,437 digits vs the test split. ms/step: the trainer's wall time per step "
         "(reflow+distill: its last stage), x fm: relative to fm; train s (total): every "
         "training stage and the pairs, in one process.",
@@ -318,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--pairs", type=int, default=50_000)
     p.add_argument("--image-steps", type=int, default=3000)
-    p.add_argument("--image-pairs", type=int, default=10_000)
+    p.add_argument("--image-pairs", type=int, default=2000)
     p.add_argument("--num", type=int, default=5000)
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
