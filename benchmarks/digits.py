@@ -40,6 +40,7 @@ import torch
 import flowmatch as fm
 from flowmatch.atomic import atomic_path
 from flowmatch.demo import DIGITS_OVERRIDES
+from flowmatch.sampling import labels_in_turn
 from flowmatch.train.config import load_config
 from flowmatch.train.image_eval import evaluate_images, image_floor
 from flowmatch.train.trainer import Trainer
@@ -177,7 +178,7 @@ def write_grid(run_dir: Path, path: Path, seed: int) -> None:
     from flowmatch import viz
 
     model = fm.load(run_dir)
-    labels = torch.arange(10).repeat_interleave(10)
+    labels = labels_in_turn(100, 10)  # a row of 10 per class
     x0 = torch.randn(100, 1, 8, 8, generator=torch.Generator().manual_seed(seed + 11))
     x = fm.sample(model, x0, steps=4, method="midpoint", cond=labels, guidance=2.0)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import flowmatch as fm
-from flowmatch.loss import drop_labels
-from flowmatch.sampling import guided_prediction
+from flowmatch.loss import check_label_dropout, couple_batch, drop_labels
+from flowmatch.sampling import guided_prediction, labels_in_turn
 
 MEANS = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]], dtype=torch.float64)
 
@@ -157,3 +157,40 @@ def test_guidance_bad_input():
         fm.sample(NoNull(), x0, cond=cond, guidance=2.0)
     out = guided_prediction(NoNull(), cond, guidance=2.0, null_cond=9)(x0, torch.rand(4))
     torch.testing.assert_close(out, x0)
+
+
+def test_labels_in_turn():
+    """num // K labels of each class in order, the last class taking the remainder."""
+    torch.testing.assert_close(
+        labels_in_turn(100, 10), torch.arange(10).repeat_interleave(10), rtol=0, atol=0
+    )
+    assert labels_in_turn(7, 3).tolist() == [0, 0, 1, 1, 2, 2, 2]
+    assert labels_in_turn(2, 5).tolist() == [0, 1]
+    assert labels_in_turn(5, 1).tolist() == [0] * 5
+    for bad in ((0, 3), (3, 0), (2.0, 3), (True, 3)):
+        with pytest.raises(ValueError, match="must be an integer >= 1"):
+            labels_in_turn(*bad)
+
+
+def test_couple_batch_pairs_then_drops_labels():
+    """The coupling's pairing moves each label with its data point; then about a fraction p of
+    the labels become the null label (p = 0.5 over 4000: within 0.03, 4 SE)."""
+    from flowmatch.couplings import MinibatchOT
+
+    x0 = torch.randn(6, 2)
+    x1 = x0[[3, 1, 5, 0, 2, 4]] + 1e-3  # the OT partner of x0[i] is x1 at the index of i
+    cond = torch.arange(6) * 10
+    a0, a1, c = couple_batch(MinibatchOT("exact"), x0, x1, cond)
+    assert torch.equal(a0, x0)
+    torch.testing.assert_close(a1, x0 + 1e-3)
+    # x0[i]'s partner is x1[j] with j the position of i in the permutation; its label is 10 j
+    assert c.tolist() == [30, 10, 40, 0, 50, 20]
+    labels = torch.zeros(4000, dtype=torch.int64)
+    z = torch.zeros(4000, 1)
+    _, _, dropped = couple_batch(
+        fm.couplings.Independent(), z, z, labels, cond_dropout=0.5, null_cond=9
+    )
+    assert abs((dropped == 9).float().mean().item() - 0.5) < 0.03
+    for bad, match in [((1.0, 3), "cond_dropout"), ((0.1, None), "null_cond")]:
+        with pytest.raises(ValueError, match=match):
+            check_label_dropout(*bad)

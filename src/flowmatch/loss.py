@@ -15,7 +15,14 @@ from flowmatch.paths import AffinePath
 from flowmatch.schedules import Linear
 from flowmatch.time import TimeSampler, Uniform
 
-__all__ = ["TRAINABLE_PREDICTIONS", "FlowMatchingLoss", "drop_labels", "source_batch"]
+__all__ = [
+    "TRAINABLE_PREDICTIONS",
+    "FlowMatchingLoss",
+    "check_label_dropout",
+    "couple_batch",
+    "drop_labels",
+    "source_batch",
+]
 
 TRAINABLE_PREDICTIONS: tuple[str, ...] = ("velocity", "x1", "x0", "epsilon")
 """The kinds a model can be trained to predict (``score`` is derived, never regressed)."""
@@ -69,6 +76,43 @@ def drop_labels(
         )
     drop = torch.rand(cond.shape[0], generator=generator, device=cond.device) < p
     return torch.where(drop, torch.full_like(cond, null_cond), cond)
+
+
+def check_label_dropout(cond_dropout: float, null_cond: int | None) -> float:
+    """Check a label-dropout setting of a loss and return the probability as a float.
+
+    Raises:
+        ValueError: ``cond_dropout`` outside [0, 1), or > 0 without an integer ``null_cond``.
+    """
+    if isinstance(cond_dropout, bool) or not (
+        isinstance(cond_dropout, (int, float)) and 0.0 <= cond_dropout < 1.0
+    ):
+        raise ValueError(f"cond_dropout must be a number in [0, 1), got {cond_dropout!r}")
+    if cond_dropout > 0 and (isinstance(null_cond, bool) or not isinstance(null_cond, int)):
+        raise ValueError(
+            f"cond_dropout={cond_dropout} needs null_cond, the integer label meaning "
+            f"'no label', got {null_cond!r}"
+        )
+    return float(cond_dropout)
+
+
+def couple_batch(
+    coupling: Coupling,
+    x0: Tensor,
+    x1: Tensor,
+    cond: Tensor | None,
+    *,
+    cond_dropout: float = 0.0,
+    null_cond: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Pair a training batch with the coupling (labels travel with their data points), then
+    drop labels with probability ``cond_dropout`` (see :func:`drop_labels`)."""
+    x0, x1, cond = coupling(x0, x1, cond, generator=generator)
+    if cond is not None and cond_dropout > 0:
+        assert null_cond is not None  # check_label_dropout
+        cond = drop_labels(cond, cond_dropout, null_cond, generator=generator)
+    return x0, x1, cond
 
 
 class FlowMatchingLoss:
@@ -133,20 +177,11 @@ class FlowMatchingLoss:
             raise ValueError(
                 f"time_sampler must be a TimeSampler, got {type(time_sampler).__name__}"
             )
-        if isinstance(cond_dropout, bool) or not (
-            isinstance(cond_dropout, (int, float)) and 0.0 <= cond_dropout < 1.0
-        ):
-            raise ValueError(f"cond_dropout must be a number in [0, 1), got {cond_dropout!r}")
-        if cond_dropout > 0 and (isinstance(null_cond, bool) or not isinstance(null_cond, int)):
-            raise ValueError(
-                f"cond_dropout={cond_dropout} needs null_cond, the integer label meaning "
-                f"'no label', got {null_cond!r}"
-            )
+        self.cond_dropout = check_label_dropout(cond_dropout, null_cond)
         self.path = path
         self.coupling = coupling
         self.time_sampler = time_sampler
         self.prediction = prediction
-        self.cond_dropout = float(cond_dropout)
         self.null_cond = null_cond
 
     def __repr__(self) -> str:
@@ -179,9 +214,15 @@ class FlowMatchingLoss:
         """
         x0 = source_batch(x1, x0, cond, generator)
         t = self.time_sampler(x1.shape[0], device=x1.device, dtype=x1.dtype, generator=generator)
-        x0, x1, cond = self.coupling(x0, x1, cond, generator=generator)
-        if cond is not None and self.cond_dropout > 0:
-            cond = drop_labels(cond, self.cond_dropout, self.null_cond, generator=generator)
+        x0, x1, cond = couple_batch(
+            self.coupling,
+            x0,
+            x1,
+            cond,
+            cond_dropout=self.cond_dropout,
+            null_cond=self.null_cond,
+            generator=generator,
+        )
         if isinstance(self.coupling, SchrodingerBridge):
             x_t, u_t = self.coupling.sample_path(x0, x1, t, generator=generator)
         else:

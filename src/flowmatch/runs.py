@@ -13,7 +13,7 @@ import torch
 
 from flowmatch.data.tabular import TABLE_SUFFIXES, DataError, Standardizer, load_table, save_table
 from flowmatch.models.files import ModelFileError, load
-from flowmatch.sampling import SCORE_METHODS, generate
+from flowmatch.sampling import SCORE_METHODS, generate, labels_in_turn
 from flowmatch.train.config import load_config
 from flowmatch.train.data import draw_source, load_run_data
 from flowmatch.train.evaluate import (
@@ -215,8 +215,7 @@ def _labels(
                 f"got {cond}"
             )
         return torch.full((num,), cond, dtype=torch.int64)
-    per = max(1, num // len(names))
-    return (torch.arange(num) // per).clamp(max=len(names) - 1)
+    return labels_in_turn(num, len(names))
 
 
 def _save_npy(path: Path, x: torch.Tensor) -> None:

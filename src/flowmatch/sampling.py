@@ -25,6 +25,7 @@ __all__ = [
     "generate",
     "guided_prediction",
     "interpolate",
+    "labels_in_turn",
     "model_velocity",
     "sample",
     "sample_sde",
@@ -112,6 +113,24 @@ def guided_prediction(
         return unconditional + w * (conditional - unconditional)
 
     return predict
+
+
+def labels_in_turn(num: int, num_classes: int) -> Tensor:
+    """Labels for ``num`` conditional samples, the classes in turn: ``num // K`` of class 0,
+    then of class 1, ..., the last class taking what is left (a grid with a row per class when
+    ``num`` is a multiple of K).
+
+    Returns:
+        int64 labels of shape (num,).
+
+    Raises:
+        ValueError: ``num`` or ``num_classes`` not an integer >= 1.
+    """
+    for name, value in (("num", num), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    per = max(1, num // num_classes)
+    return (torch.arange(num) // per).clamp(max=num_classes - 1)
 
 
 def model_velocity(

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowmatch.metrics.kernel import check_sample_pair
+
 __all__ = [
     "CLASSIFIER_FILE",
     "DigitsClassifier",
@@ -189,13 +191,7 @@ def classify(images: Tensor) -> Tensor:
 
 
 def _check_features(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] < 2:
-            raise ValueError(f"{name} must be a tensor of shape (N, F) with N >= 2")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+    check_sample_pair(a, b, dim="F")
     return a.detach().double().cpu(), b.detach().double().cpu()
 
 

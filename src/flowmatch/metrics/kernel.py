@@ -10,6 +10,22 @@ from torch import Tensor
 __all__ = ["mmd"]
 
 
+def check_sample_pair(a: Tensor, b: Tensor, *, dim: str = "D") -> None:
+    """Check two sample sets compared by a metric: finite tensors of shape (N, dim) and
+    (M, dim) with N, M >= 2 and the same dimension; ``dim`` names it in the messages.
+
+    Raises:
+        ValueError: naming ``a`` or ``b`` and what was expected.
+    """
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] < 2:
+            raise ValueError(f"{name} must be a tensor of shape (N, {dim}) with N >= 2")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+
+
 def mmd(
     a: Tensor,
     b: Tensor,
@@ -31,13 +47,7 @@ def mmd(
     Returns:
         The MMD^2 estimate, a float.
     """
-    for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[0] < 2:
-            raise ValueError(f"{name} must be a tensor of shape (N, D) with N >= 2")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-    if a.shape[1] != b.shape[1]:
-        raise ValueError(f"a and b must have the same dimension, got {a.shape[1]} and {b.shape[1]}")
+    check_sample_pair(a, b)
     a, b = a.detach().double(), b.detach().to(a.device).double()
     if bandwidths is None:
         # Median heuristic on at most 1000 pooled points (a deterministic subset).

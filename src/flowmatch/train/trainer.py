@@ -28,7 +28,7 @@ from flowmatch.loss import FlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.embeddings import time_frequency
 from flowmatch.models.files import ModelFileError, build_model, build_path, load, save_model
-from flowmatch.sampling import SCORE_METHODS
+from flowmatch.sampling import SCORE_METHODS, labels_in_turn
 from flowmatch.time import Constant, Discrete, LogitNormal, Shifted, TimeSampler, Uniform
 from flowmatch.train import distributed
 from flowmatch.train.checkpoint import (
@@ -431,8 +431,8 @@ class Trainer:
             self.opt, _lr_lambda(cfg.optim.warmup_steps, cfg.train.steps)
         )
         self.loss_fn: Any
+        labelled = self.data.num_classes is not None
         if cfg.objective.name == "meanflow":
-            labelled = self.data.num_classes is not None
             self.loss_fn = MeanFlowLoss(
                 time_sampler=_time_sampler(cfg),
                 ratio_distinct=cfg.objective.ratio_distinct,
@@ -442,7 +442,6 @@ class Trainer:
                 null_cond=self.data.num_classes,
             )
         else:
-            labelled = self.data.num_classes is not None
             self.loss_fn = FlowMatchingLoss(
                 self.path,
                 coupling=_coupling(cfg),
@@ -832,7 +831,7 @@ class Trainer:
         from flowmatch import viz
 
         k, per = self.data.num_classes, 10
-        cond = torch.arange(k).repeat_interleave(per) if k is not None else None
+        cond = labels_in_turn(per * k, k) if k is not None else None
         res = self._plot_samples(per * k if k is not None else 100, cond)
         scale = max(1, 96 // self.data.shape[-1])
         viz.image_grid(res.x.cpu(), self.out / "samples.png", nrow=per, scale=scale)
