@@ -55,10 +55,12 @@ BASE: dict[str, Any] = {
     "seed": 0,
     "steps": 20_000,
     "fm": False,
+    "tangent": "conditional",
+    "pairs": "ordered",
 }
 # (label, changes to BASE); the first is the library's default.
 SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("defaults (10 rad, 50% distinct, p 0)", {}),
+    ("10 rad, 50% distinct, p 0, conditional tangent", {}),
     ("75% distinct", {"ratio": 0.75}),
     ("25% distinct", {"ratio": 0.25}),
     ("embedding 3 rad", {"freq": 3.0}),
@@ -77,6 +79,14 @@ SETTINGS: tuple[tuple[str, dict[str, Any]], ...] = (
     (
         "the paper's: p 1, 25% distinct, logit-normal(0.4, 1)",
         {"p": 1.0, "ratio": 0.25, "sampler": "0.4:1"},
+    ),
+    ("model tangent (the defaults)", {"tangent": "model"}),
+    ("model tangent, gap pairs", {"tangent": "model", "pairs": "gap"}),
+    ("model tangent, minibatch OT", {"tangent": "model", "ot": True}),
+    ("model tangent, minibatch OT, gap pairs", {"tangent": "model", "ot": True, "pairs": "gap"}),
+    (
+        "model tangent, minibatch OT, gap pairs, 3 rad",
+        {"tangent": "model", "ot": True, "pairs": "gap", "freq": 3.0},
     ),
 )
 
@@ -99,6 +109,8 @@ def run_one(settings: dict[str, Any], num: int) -> dict[str, Any]:
         ratio_distinct=s["ratio"],
         adaptive_p=s["p"],
         coupling=MinibatchOT(method="exact") if s["ot"] else None,
+        tangent=s["tangent"],
+        time_pairs=s["pairs"],
     )
     if s["fm"]:
         model = fm.models.MLP(dim=2, hidden=256, depth=3)
@@ -144,14 +156,38 @@ def _job(item: tuple[int, dict[str, Any], int]) -> tuple[int, dict[str, Any]]:
     return index, run_one(settings, num)
 
 
+def _machines(results: dict[str, Any], default: str) -> str:
+    """Where the rows ran: one machine, or each machine with its rows."""
+    rows: dict[str, list[int]] = {}
+    for index, run in sorted(results["runs"].items(), key=lambda item: int(item[0])):
+        rows.setdefault(run.get("machine", results.get("machine", default)), []).append(int(index))
+    if len(rows) == 1:
+        return next(iter(rows))
+    return "; ".join(
+        f"{'row' if len(numbers) == 1 else 'rows'} {_spans(numbers)}: {machine}"
+        for machine, numbers in rows.items()
+    )
+
+
+def _spans(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3, 5'."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in spans)
+
+
 def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     facts = machine_facts()
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         SECTION_HEADER,
         "",
-        f"Rendered {stamp}; measured on {results.get('machine', facts['cpu'])}; one thread "
-        "per setting.",
+        f"Rendered {stamp}; measured on {_machines(results, facts['cpu'])}; one thread per "
+        "setting.",
         "",
         "Reproduce: `python benchmarks/meanflow_sweep.py --jobs 15`",
         "",
@@ -215,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         pool, done = None, map(_job, items)
     try:
         for index, res in done:
-            results["runs"][str(index)] = res
+            results["runs"][str(index)] = {**res, "machine": results["machine"]}
             print(f"{index} {SETTINGS[index - 1][0]}: {json.dumps(res['w2'])}", flush=True)
     finally:
         if pool is not None:
@@ -223,7 +259,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             pool.join()
     if out.is_file():  # keep the settings run before (e.g. with --only)
         earlier = json.loads(out.read_text())
-        results["runs"] = {**earlier.get("runs", {}), **results["runs"]}
+        kept = {
+            i: {"machine": earlier.get("machine", "an earlier run"), **run}
+            for i, run in earlier.get("runs", {}).items()
+        }
+        results["runs"] = {**kept, **results["runs"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(results, indent=1))

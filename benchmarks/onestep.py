@@ -78,14 +78,19 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def train_points(data: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Train the point methods into ``work``; returns their steps and wall times."""
+def train_points(
+    data: dict[str, Any], work: Path, args: argparse.Namespace, saved: dict[str, Any]
+) -> dict[str, Any]:
+    """Train the chosen point methods into ``work``; returns their steps and wall times
+    (``saved``: the facts of methods not rerun, of which reflow+distill may need fm's)."""
     facts: dict[str, Any] = {}
     for name, objective, coupling in (
         ("fm", "flow_matching", None),
         ("meanflow", "meanflow", None),
         ("meanflow-ot", "meanflow", OT),
     ):
+        if name not in args.methods:
+            continue
         raw = base_config(data, args.steps, args.seed)
         raw["objective"] = {"name": objective}
         if coupling is not None:
@@ -93,14 +98,19 @@ def train_points(data: dict[str, Any], work: Path, args: argparse.Namespace) -> 
         out = _fresh(work / name)
         trainer = Trainer(config_from_dict(raw), out, progress=False, final_eval=False, echo=_quiet)
         facts[name] = _facts(trainer.run())
-    facts["reflow+distill"] = _reflow_distill(work, args.steps, args.pairs, facts["fm"], args)
+    if "reflow+distill" in args.methods:
+        fm_facts = facts.get("fm", saved.get("fm"))
+        facts["reflow+distill"] = _reflow_distill(work, args.steps, args.pairs, fm_facts, args)
     return facts
 
 
-def train_digits(work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Train the image methods on digits into ``work``; returns their steps and wall times."""
+def train_digits(work: Path, args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
+    """Train the chosen image methods on digits into ``work``; returns their steps and wall
+    times (``saved`` as for :func:`train_points`)."""
     facts: dict[str, Any] = {}
     for name, extra in (("fm", ()), ("meanflow", ("objective.name=meanflow",))):
+        if name not in args.methods:
+            continue
         cfg = load_config(
             None,
             [
@@ -113,9 +123,11 @@ def train_digits(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         trainer = Trainer(cfg, _fresh(work / name), progress=False, final_eval=False, echo=_quiet)
         facts[name] = _facts(trainer.run())
         print(f"digits {name}: {facts[name]['train_s']:.0f} s", flush=True)
-    facts["reflow+distill"] = _reflow_distill(
-        work, args.image_steps, args.image_pairs, facts["fm"], args
-    )
+    if "reflow+distill" in args.methods:
+        fm_facts = facts.get("fm", saved.get("fm"))
+        facts["reflow+distill"] = _reflow_distill(
+            work, args.image_steps, args.image_pairs, fm_facts, args
+        )
     return facts
 
 
@@ -196,6 +208,23 @@ def fd_rows(model: torch.nn.Module, digits: Any, args: argparse.Namespace) -> di
     return out
 
 
+def _saved_methods(work: Path, methods: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+    """The results of the methods that ``--methods`` leaves out, from the last full run."""
+    keep = [m for m in methods if m not in args.methods]
+    if not keep:
+        return {}
+    path = work / "results.json"
+    saved = json.loads(path.read_text())["methods"] if path.is_file() else {}
+    missing = [m for m in keep if m not in saved or not (work / m).is_dir()]
+    if missing:
+        raise SystemExit(
+            f"{path}: no saved results for {', '.join(missing)}; run them too (--methods)"
+        )
+    if "reflow+distill" in args.methods and "fm" in keep:
+        print("reflow+distill starts from the saved fm run", flush=True)
+    return {m: saved[m] for m in keep}
+
+
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     work = _workdir(args, name)
     work.mkdir(parents=True, exist_ok=True)
@@ -205,8 +234,9 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         digits = load_digits()
         fl = image_floor(digits.train, digits.test, digits.train_labels)
         floor = {"fd": fl.fd_mean, "std": 0.0, "accuracy": fl.accuracy}
-        facts = train_digits(work, args)
         methods, metric = IMAGE_METHODS, "fd"
+        saved = _saved_methods(work, methods, args)
+        facts = train_digits(work, args, saved)
     else:
         data = load_run_data(
             config_from_dict(base_config(DATASETS[name], args.steps, args.seed)).data,
@@ -216,13 +246,18 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
         )
         floor = {"w2": row.w2_mean, "std": row.w2_std}
-        facts = train_points(DATASETS[name], work, args)
         methods, metric = POINT_METHODS, "w2"
+        saved = _saved_methods(work, methods, args)
+        facts = train_points(DATASETS[name], work, args, saved)
     result = {"dataset": name, "metric": metric, "floor": floor, "methods": {}}
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for method in methods:
+        if method in saved:
+            result["methods"][method] = saved[method]
+            continue
         model = fm.load(work / method)
         rows = fd_rows(model, digits, args) if name == "digits" else w2_rows(model, data, args)
-        result["methods"][method] = {**facts[method], "rows": rows}
+        result["methods"][method] = {**facts[method], "rows": rows, "measured": stamp}
         print(
             f"{name} {method}: "
             + ", ".join(f"NFE {n} {metric} {rows[n][metric]:.4f}" for n in NFES)
@@ -269,6 +304,9 @@ def format_table(res: dict[str, Any]) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     std = f" +- {res['floor']['std']:.3f}" if metric == "w2" else ""
     lines.append(f"| {res['dataset']} | floor | | | | | {floor:.3f}{std} | | | | |")
+    stamps = {m: f.get("measured", "an earlier run") for m, f in res["methods"].items()}
+    if len(set(stamps.values())) > 1:  # some methods rerun alone (--methods)
+        lines += ["", "Trained and measured: " + "; ".join(f"{m} {s}" for m, s in stamps.items())]
     return lines
 
 
@@ -316,6 +354,11 @@ def render(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=",".join(ALL_DATASETS))
+    p.add_argument(
+        "--methods",
+        default=",".join(POINT_METHODS),
+        help="methods to (re)train; the others' figures are kept from the last run",
+    )
     p.add_argument("--steps", type=int, default=20_000)
     p.add_argument("--pairs", type=int, default=50_000)
     p.add_argument("--image-steps", type=int, default=3000)
@@ -334,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     for d in args.datasets:
         if d not in ALL_DATASETS:
             p.error(f"--datasets: unknown {d!r}; expected some of {', '.join(ALL_DATASETS)}")
+    args.methods = [m for m in args.methods.split(",") if m]
+    for m in args.methods:
+        if m not in POINT_METHODS:
+            p.error(f"--methods: unknown {m!r}; expected some of {', '.join(POINT_METHODS)}")
     if args.quick:
         args.steps, args.pairs, args.num, args.draws = 100, 500, 300, 2
         args.image_steps, args.image_pairs = 4, 64

@@ -14,20 +14,9 @@ from conftest import benchmark_module
 def test_quick_run_reports_every_method(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Results\n\n## Other\n\nkeep me\n")
+    common = ["--quick", "--threads", "1", "--work", str(tmp_path / "work")]
     with benchmark_module("onestep") as module:
-        module.main(
-            [
-                "--quick",
-                "--datasets",
-                "checkerboard,digits",
-                "--threads",
-                "1",
-                "--work",
-                str(tmp_path / "work"),
-                "--results",
-                str(results),
-            ]
-        )
+        module.main([*common, "--datasets", "checkerboard,digits", "--results", str(results)])
     saved = json.loads((tmp_path / "work" / "checkerboard" / "results.json").read_text())
     assert list(saved["methods"]) == ["fm", "meanflow", "meanflow-ot", "reflow+distill"]
     for facts in saved["methods"].values():
@@ -47,3 +36,41 @@ def test_quick_run_reports_every_method(tmp_path):
     text = results.read_text()
     assert "keep me" in text and text.count("## One-step (CPU)") == 1
     assert "| checkerboard | meanflow |" in text and "| digits | meanflow |" in text
+
+    # --methods retrains some methods and keeps the others' saved figures, saying which is which
+    first = saved["methods"]
+    with benchmark_module("onestep") as module:
+        module.main(
+            [
+                *common,
+                "--datasets",
+                "checkerboard",
+                "--methods",
+                "meanflow",
+                "--results",
+                str(results),
+            ]
+        )
+        again = json.loads((tmp_path / "work" / "checkerboard" / "results.json").read_text())
+        assert list(again["methods"]) == list(first)
+        assert again["methods"]["fm"] == first["fm"]
+        assert again["methods"]["reflow+distill"] == first["reflow+distill"]
+        assert again["methods"]["meanflow"]["train_s"] != first["meanflow"]["train_s"]
+        again["methods"]["fm"]["measured"] = "2026-01-01 00:00 UTC"
+        note = module.format_table(again)[-1]
+        assert note.startswith("Trained and measured: fm 2026-01-01 00:00 UTC; meanflow ")
+        with pytest.raises(SystemExit, match="no saved results for fm"):
+            module.main(
+                [
+                    *common,
+                    "--work",
+                    str(tmp_path / "empty"),
+                    "--datasets",
+                    "checkerboard",
+                    "--methods",
+                    "meanflow",
+                    "--no-render",
+                ]
+            )
+        with pytest.raises(SystemExit):
+            module.main([*common, "--methods", "fm,dmd", "--no-render"])

@@ -110,17 +110,19 @@ def test_training_makes_one_step_samples_good():
 
 
 def test_defaults_are_the_measured_ones():
-    """Uniform times, half the points with distinct times, plain squared error (the 2-D
-    benchmark's best), and two-time models embed time up to 10 rad."""
+    """Uniform ordered times, half the points with distinct times, plain squared error, the
+    paper's conditional JVP tangent, and two-time models embed time up to 10 rad."""
     loss = MeanFlowLoss()
     assert isinstance(loss.time_sampler, fm.time.Uniform)
     assert (loss.ratio_distinct, loss.adaptive_p) == (0.5, 0.0)
+    assert (loss.tangent, loss.time_pairs) == ("conditional", "ordered")
     assert isinstance(loss.coupling, Independent)
     assert fm.models.MLP(dim=2, two_times=True).time_frequency == TWO_TIMES_TIME_FREQUENCY == 10
     assert fm.models.MLP(dim=2).time_frequency == 1000.0
     # the config's objective defaults are the loss's
     objective = ObjectiveConfig()
     assert (objective.ratio_distinct, objective.adaptive_p) == (0.5, 0.0)
+    assert (objective.tangent, objective.time_pairs) == (loss.tangent, loss.time_pairs)
 
 
 class _Reverse(Coupling):
@@ -160,7 +162,7 @@ def test_minibatch_ot_lowers_the_cost_of_the_pairs():
         def forward(self, x, r, *, t_end=None):
             return x * 0
 
-    def hook(model, x_r, r, t, v, cond=None):
+    def hook(model, x_r, r, t, tangent, cond=None, v=None):
         seen.append(v)
         return torch.zeros_like(v), torch.zeros_like(v)
 
@@ -170,14 +172,108 @@ def test_minibatch_ot_lowers_the_cost_of_the_pairs():
     original = mf.meanflow_target
     mf.meanflow_target = hook
     try:
-        MeanFlowLoss()(Spy(), x1, x0=x0)
-        MeanFlowLoss(coupling=fm.couplings.MinibatchOT("exact"))(Spy(), x1, x0=x0)
+        MeanFlowLoss(ratio_distinct=1.0)(Spy(), x1, x0=x0)  # every point through the JVP
+        MeanFlowLoss(ratio_distinct=1.0, coupling=fm.couplings.MinibatchOT("exact"))(
+            Spy(), x1, x0=x0
+        )
     finally:
         mf.meanflow_target = original
     independent, ot = (v.pow(2).sum().item() for v in seen)
     assert ot < independent
     # a permutation of the same points: the velocities' sum is unchanged
     torch.testing.assert_close(seen[1].sum(0), seen[0].sum(0), rtol=0, atol=1e-4)
+
+
+class _Preset(fm.time.TimeSampler):
+    """A test time sampler: returns the given tensors in turn."""
+
+    def __init__(self, *draws: torch.Tensor) -> None:
+        self.draws = list(draws)
+
+    def _draw(self, batch_size, device, dtype, generator):
+        return self.draws.pop(0).to(dtype)
+
+
+def _times_seen(loss: MeanFlowLoss, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (r, t) pairs the loss evaluates a two-time model at, in batch order."""
+    calls = []
+
+    class Record(nn.Module):
+        def forward(self, x, r, *, t_end=None):
+            calls.append((x[:, 0].round().long(), r, t_end))
+            return x * 0 + r[:, None]
+
+    # x0 = x1 = the point's index, so every x_r carries it and the calls can be put back in
+    # batch order
+    index = torch.arange(n, dtype=torch.float64)[:, None].expand(n, 2)
+    loss(Record(), index.clone(), x0=index.clone())
+    r, t = torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
+    for i, rr, tt in calls:
+        r[i], t[i] = rr, tt
+    return r, t
+
+
+def test_split_batch_loss_equals_one_jvp_over_the_batch():
+    """Points with r = t skip the JVP (their target is x1 - x0); the loss equals the mean of
+    ||u - target||^2 with one JVP over the whole batch and the same draws (float64: 1e-12)."""
+    torch.manual_seed(0)
+    model = fm.models.MLP(dim=2, hidden=32, depth=2, two_times=True).double()
+    x0, x1 = torch.randn(64, 2, dtype=F64), torch.randn(64, 2, dtype=F64)
+    for tangent in ("conditional", "model"):
+        got = MeanFlowLoss(tangent=tangent)(
+            model, x1, x0=x0, generator=torch.Generator().manual_seed(5)
+        )
+        g = torch.Generator().manual_seed(5)
+        a = torch.rand(64, generator=g, dtype=F64)
+        c = torch.rand(64, generator=g, dtype=F64)
+        r, t = torch.minimum(a, c), torch.maximum(a, c)
+        same = torch.rand(64, generator=g, dtype=F64) >= 0.5
+        t = torch.where(same, r, t)
+        x_r = r[:, None] * x1 + (1 - r[:, None]) * x0
+        with torch.no_grad():
+            move = x1 - x0 if tangent == "conditional" else model(x_r, r)
+        u, target = meanflow_target(model, x_r, r, t, move, v=x1 - x0)
+        assert 0 < same.sum() < 64
+        torch.testing.assert_close(got, (u - target).pow(2).sum(1).mean(), rtol=0, atol=1e-12)
+
+
+def test_model_tangent_leaves_only_the_velocity_noise_on_the_exact_field():
+    """tangent="model": the JVP moves x_r with the network's own instantaneous velocity. For
+    the exact average velocity of a Gaussian flow, target - u = (x1 - x0) - v(x_r, r), so the
+    loss is mean ||x1 - x0 - v(x_r, r)||^2. The conditional tangent adds (t - r) J (x1 - x0 -
+    v), and here J = (sd(t)/sd(r) - 1)/(t - r) I, so its loss is the same noise scaled by
+    (sd(t)/sd(r))^2 per point. Both closed forms in float64 (bar 1e-9)."""
+    torch.manual_seed(0)
+    n = 256
+    x0 = torch.randn(n, 2, dtype=F64)
+    x1 = MU + S * torch.randn(n, 2, dtype=F64)
+    a, c = torch.rand(n, dtype=F64), torch.rand(n, dtype=F64)
+    r, t = torch.minimum(a, c), torch.maximum(a, c)
+    x_r = r[:, None] * x1 + (1 - r[:, None]) * x0
+    noise = (x1 - x0 - marginal_velocity(x_r, r)).pow(2).sum(1)
+    model = MeanFlowLoss(time_sampler=_Preset(a, c), ratio_distinct=1.0, tangent="model")
+    torch.testing.assert_close(model(ExactAverage(), x1, x0=x0), noise.mean(), rtol=0, atol=1e-9)
+    plain = MeanFlowLoss(time_sampler=_Preset(a, c), ratio_distinct=1.0)
+    scaled = (noise * (_sd(t) / _sd(r)) ** 2).mean()
+    torch.testing.assert_close(plain(ExactAverage(), x1, x0=x0), scaled, rtol=0, atol=1e-9)
+
+
+def test_gap_time_pairs():
+    """time_pairs="gap": the first draw is the gap t - r and the start is uniform over
+    [0, 1 - gap] (r = (1 - gap) c); with uniform draws the gaps are uniform (mean 1/2 within
+    4 SE over 4000 points), where ordered pairs have gaps of mean 1/3."""
+    a, c = torch.tensor([0.25, 1.0, 0.0]), torch.tensor([0.5, 0.3, 0.9])
+    r, t = _times_seen(
+        MeanFlowLoss(time_sampler=_Preset(a, c), ratio_distinct=1.0, time_pairs="gap"), 3
+    )
+    torch.testing.assert_close(r, torch.tensor([0.375, 0.0, 0.9], dtype=F64))
+    torch.testing.assert_close(t - r, a.double())
+    torch.manual_seed(0)
+    n, se = 4000, (1 / 12 / 4000) ** 0.5
+    r, t = _times_seen(MeanFlowLoss(ratio_distinct=1.0, time_pairs="gap"), n)
+    assert abs((t - r).mean().item() - 0.5) < 4 * se and r.min() >= 0 and t.max() <= 1
+    r, t = _times_seen(MeanFlowLoss(ratio_distinct=1.0), n)
+    assert abs((t - r).mean().item() - 1 / 3) < 4 * se
 
 
 def test_cond_dropout_replaces_labels_by_the_null_class():
@@ -223,6 +319,8 @@ def test_sample_average_steps():
         ({"ratio_distinct": 1.5}, "ratio_distinct"),
         ({"adaptive_p": -1}, "adaptive_p"),
         ({"adaptive_c": 0}, "adaptive_c"),
+        ({"tangent": "marginal"}, "tangent"),
+        ({"time_pairs": "random"}, "time_pairs"),
     ],
 )
 def test_bad_arguments(kwargs, needle):

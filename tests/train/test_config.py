@@ -51,7 +51,7 @@ path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 
 coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1, sigma: 0.0}
 time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0, value: 0.5}
 objective: {name: meanflow, prediction: x1, ratio_distinct: 0.3, adaptive_p: 0.5,
-            cond_dropout: 0.2}
+            cond_dropout: 0.2, tangent: model, time_pairs: gap}
 optim:
   lr: 3e-4
   weight_decay: 1.0e-2

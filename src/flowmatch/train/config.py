@@ -373,6 +373,11 @@ class ObjectiveConfig(_Section):
         prediction: velocity | x1 | x0 | epsilon.
         ratio_distinct: meanflow: fraction of points with two distinct times, in [0, 1].
         adaptive_p: meanflow: power of the adaptive loss weight (0: plain squared error).
+        tangent: meanflow: the velocity that moves the point in the target's time derivative,
+            conditional (x1 - x0, the paper's) | model (the network's own instantaneous
+            velocity: lower variance; measured better on long runs, worse on short ones).
+        time_pairs: meanflow: ordered (two time draws, sorted) | gap (one draw is the
+            interval length t - r; measured better with minibatch_ot).
             The meanflow defaults are `flowmatch.meanflow.MeanFlowLoss`'s.
         cond_dropout: labelled data (images): probability of training a label as the null
             class, which makes the model usable with classifier-free guidance.
@@ -383,6 +388,8 @@ class ObjectiveConfig(_Section):
     cond_dropout: Annotated[_Float, Field(ge=0, lt=1)] = 0.1
     ratio_distinct: Annotated[_Float, Field(ge=0, le=1)] = 0.5
     adaptive_p: Annotated[_Float, Field(ge=0)] = 0.0
+    tangent: Literal["conditional", "model"] = "conditional"
+    time_pairs: Literal["ordered", "gap"] = "ordered"
 
 
 class OptimConfig(_Section):

@@ -437,6 +437,8 @@ class Trainer:
                 time_sampler=_time_sampler(cfg),
                 ratio_distinct=cfg.objective.ratio_distinct,
                 adaptive_p=cfg.objective.adaptive_p,
+                tangent=cfg.objective.tangent,
+                time_pairs=cfg.objective.time_pairs,
                 coupling=_coupling(cfg),
                 cond_dropout=cfg.objective.cond_dropout if labelled else 0.0,
                 null_cond=self.data.num_classes,
