@@ -7,7 +7,10 @@ Points (``checkerboard``, ``8gaussians->moons``): the same MLP (3 x 256, SiLU) a
 * ``meanflow``: ``objective: meanflow`` (``fm.MeanFlowLoss`` with its defaults: half the points
   with two distinct times, plain squared error, time embedding up to 10 rad), ``--steps``
   steps, sampled by average-velocity jumps;
-* ``meanflow-ot``: the same with exact minibatch OT pairs (``coupling: minibatch_ot``);
+* ``meanflow-ot``: the one-step recipe measured best on the checkerboard
+  (``benchmarks/meanflow_sweep.py``): exact minibatch OT pairs (``coupling: minibatch_ot``),
+  the model's own velocity as the JVP tangent and uniform interval lengths
+  (``objective: {tangent: model, time_pairs: gap}``);
 * ``reflow+distill``: ``--pairs`` pairs of ``fm`` (dopri5), the 2-rectified flow on them
   (``--steps`` more) and its one-step distillation (``--steps // 2`` more).
 
@@ -66,6 +69,7 @@ NFES = (1, 2, 32)
 # NFE -> (sampler, steps) of a one-time model; a two-time model takes NFE jumps.
 SAMPLERS = {1: ("euler", 1), 2: ("euler", 2), 32: ("midpoint", 16)}
 OT = {"name": "minibatch_ot", "method": "exact"}
+MEANFLOW_OT = {"tangent": "model", "time_pairs": "gap"}  # the meanflow-ot row's objective
 
 
 def _workdir(args: argparse.Namespace, name: str) -> Path:
@@ -85,14 +89,14 @@ def train_points(
     (``saved``: the facts of methods not rerun, of which reflow+distill may need fm's)."""
     facts: dict[str, Any] = {}
     for name, objective, coupling in (
-        ("fm", "flow_matching", None),
-        ("meanflow", "meanflow", None),
-        ("meanflow-ot", "meanflow", OT),
+        ("fm", {"name": "flow_matching"}, None),
+        ("meanflow", {"name": "meanflow"}, None),
+        ("meanflow-ot", {"name": "meanflow", **MEANFLOW_OT}, OT),
     ):
         if name not in args.methods:
             continue
         raw = base_config(data, args.steps, args.seed)
-        raw["objective"] = {"name": objective}
+        raw["objective"] = objective
         if coupling is not None:
             raw["coupling"] = coupling
         out = _fresh(work / name)
@@ -331,8 +335,9 @@ def render(args: argparse.Namespace) -> str:
         "Reproduce: `python benchmarks/onestep.py` (or one process per dataset: `--datasets "
         "checkerboard --threads 1 --no-render`, then `--render-only`).",
         "",
-        f"Points: MLP 3x256, batch 256, AdamW lr 1e-3 with cosine decay; fm, meanflow and "
-        f"meanflow-ot {saved['steps']:,} steps each; reflow+distill: {saved['pairs']:,} dopri5 "
+        f"Points: MLP 3x256, batch 256, AdamW lr 1e-3 with cosine decay; fm, meanflow (library "
+        "defaults) and meanflow-ot (exact minibatch OT, model tangent, gap time pairs) "
+        f"{saved['steps']:,} steps each; reflow+distill: {saved['pairs']:,} dopri5 "
         f"pairs of fm, {saved['steps']:,} steps of 2-rectified flow, {saved['pairs']:,} pairs "
         f"of that, {saved['steps'] // 2:,} steps of distillation. W2: exact, {saved['num']:,} "
         f"points, mean +- std of {saved['draws']} draws. Digits: the digits demo's U-Net, "
