@@ -217,12 +217,18 @@ def test_meanflow_objective_trains_samples_and_evaluates(tmp_path, capsys):
 
 
 def test_meanflow_with_minibatch_ot_and_time_frequency(tmp_path):
-    """objective meanflow takes the minibatch OT coupling (its loss pairs each batch) and an
-    explicit model.time_frequency, which the saved model is rebuilt with; a flow-matching run
-    keeps the 1000-rad default."""
+    """objective meanflow takes the minibatch OT coupling (its loss pairs each batch), the
+    model tangent and gap time pairs, and an explicit model.time_frequency, which the saved
+    model is rebuilt with; a flow-matching run keeps the 1000-rad default."""
     run = tmp_path / "mf-ot"
     overrides = ["objective.name=meanflow", "coupling.name=minibatch_ot", "model.time_frequency=3"]
-    train(run, overrides, steps=5)
+    overrides += ["objective.tangent=model", "objective.time_pairs=gap"]
+    cfg = load_config(None, [*TINY, "train.steps=5", *overrides])
+    trainer = Trainer(cfg, run, progress=False, final_eval=False, echo=lambda _: None)
+    trainer.run()
+    loss_fn = trainer.loss_fn  # the config's MeanFlow options reached the loss
+    assert (loss_fn.tangent, loss_fn.time_pairs) == ("model", "gap")
+    assert isinstance(loss_fn.coupling, fm.couplings.MinibatchOT)
     model = fm.load(run)
     assert model.two_times and model.time_frequency == 3.0
     assert model.time_embed.freqs.max().item() == pytest.approx(3.0)
