@@ -1,5 +1,6 @@
 """MeanFlow settings on the checkerboard: which time embedding, loss weight, share of distinct
-times, coupling and optimiser settings give the best one-step samples.
+times, JVP tangent, time pairs, coupling and optimiser settings give the best one-step
+samples.
 
 Each setting trains the 3x256 MLP (two times) with ``fm.MeanFlowLoss`` for ``--steps`` steps
 (AdamW, cosine decay, batch 256, weight EMA), in its own single-thread process, and reports
@@ -7,7 +8,9 @@ the W2 of the EMA model's samples after 1, 2 and 8 average-velocity jumps (exact
 ``--num`` points, mean of 3 draws); the ``fm`` row is plain flow matching with Euler 1, 2 and
 midpoint 16 steps (NFE 32) for reference. The library's MeanFlow defaults (time embedding up
 to 10 rad, half the points with distinct times, plain squared error, uniform times) were
-chosen from this table.
+chosen from this table, and the one-step recipe of ``benchmarks/onestep.py``'s meanflow-ot
+row (minibatch OT, the model's own velocity as the JVP tangent, gap time pairs) from its
+last rows.
 
 Run ``python benchmarks/meanflow_sweep.py --jobs 15`` (15 processes at once: about 8 minutes
 on a 16-core machine, several hours on 2 cores); ``--only 1,7`` runs some settings. Writes
@@ -239,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             settings["steps"] = args.steps
         items.append((i, settings, args.num))
     results: dict[str, Any] = {"num": args.num, "jobs": args.jobs, "runs": {}}
-    results["machine"] = f"{machine_facts()['cpu']}, {args.jobs} settings at once"
+    at_once = "one setting at a time" if args.jobs == 1 else f"{args.jobs} settings at once"
+    results["machine"] = f"{machine_facts()['cpu']}, {at_once}"
     if args.jobs > 1:
         pool = multiprocessing.get_context("spawn").Pool(min(args.jobs, len(items)))
         done = pool.imap_unordered(_job, items)
