@@ -82,11 +82,9 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def train_points(
-    data: dict[str, Any], work: Path, args: argparse.Namespace, saved: dict[str, Any]
-) -> dict[str, Any]:
-    """Train the chosen point methods into ``work``; returns their steps and wall times
-    (``saved``: the facts of methods not rerun, of which reflow+distill may need fm's)."""
+def train_points(data: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train the chosen point methods but reflow+distill into ``work``; returns their steps
+    and wall times."""
     facts: dict[str, Any] = {}
     for name, objective, coupling in (
         ("fm", {"name": "flow_matching"}, None),
@@ -102,15 +100,12 @@ def train_points(
         out = _fresh(work / name)
         trainer = Trainer(config_from_dict(raw), out, progress=False, final_eval=False, echo=_quiet)
         facts[name] = _facts(trainer.run())
-    if "reflow+distill" in args.methods:
-        fm_facts = facts.get("fm", saved.get("fm"))
-        facts["reflow+distill"] = _reflow_distill(work, args.steps, args.pairs, fm_facts, args)
     return facts
 
 
-def train_digits(work: Path, args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
-    """Train the chosen image methods on digits into ``work``; returns their steps and wall
-    times (``saved`` as for :func:`train_points`)."""
+def train_digits(work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Train the chosen image methods but reflow+distill on digits into ``work``; returns
+    their steps and wall times."""
     facts: dict[str, Any] = {}
     for name, extra in (("fm", ()), ("meanflow", ("objective.name=meanflow",))):
         if name not in args.methods:
@@ -127,11 +122,6 @@ def train_digits(work: Path, args: argparse.Namespace, saved: dict[str, Any]) ->
         trainer = Trainer(cfg, _fresh(work / name), progress=False, final_eval=False, echo=_quiet)
         facts[name] = _facts(trainer.run())
         print(f"digits {name}: {facts[name]['train_s']:.0f} s", flush=True)
-    if "reflow+distill" in args.methods:
-        fm_facts = facts.get("fm", saved.get("fm"))
-        facts["reflow+distill"] = _reflow_distill(
-            work, args.image_steps, args.image_pairs, fm_facts, args
-        )
     return facts
 
 
@@ -232,15 +222,17 @@ def _saved_methods(work: Path, methods: Sequence[str], args: argparse.Namespace)
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     work = _workdir(args, name)
     work.mkdir(parents=True, exist_ok=True)
+    methods = IMAGE_METHODS if name == "digits" else POINT_METHODS
+    saved = _saved_methods(work, methods, args)  # before any training: fail early
     if name == "digits":
         from flowmatch.data.images import load_digits
 
         digits = load_digits()
         fl = image_floor(digits.train, digits.test, digits.train_labels)
         floor = {"fd": fl.fd_mean, "std": 0.0, "accuracy": fl.accuracy}
-        methods, metric = IMAGE_METHODS, "fd"
-        saved = _saved_methods(work, methods, args)
-        facts = train_digits(work, args, saved)
+        metric = "fd"
+        facts = train_digits(work, args)
+        steps, pairs = args.image_steps, args.image_pairs
     else:
         data = load_run_data(
             config_from_dict(base_config(DATASETS[name], args.steps, args.seed)).data,
@@ -250,9 +242,12 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
         )
         floor = {"w2": row.w2_mean, "std": row.w2_std}
-        methods, metric = POINT_METHODS, "w2"
-        saved = _saved_methods(work, methods, args)
-        facts = train_points(DATASETS[name], work, args, saved)
+        metric = "w2"
+        facts = train_points(DATASETS[name], work, args)
+        steps, pairs = args.steps, args.pairs
+    if "reflow+distill" in args.methods:  # from fm, trained now or saved
+        fm_facts = facts.get("fm", saved.get("fm"))
+        facts["reflow+distill"] = _reflow_distill(work, steps, pairs, fm_facts, args)
     result = {"dataset": name, "metric": metric, "floor": floor, "methods": {}}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for method in methods:
