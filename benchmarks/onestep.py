@@ -82,25 +82,38 @@ def _fresh(path: Path) -> Path:
     return path
 
 
+# point method -> (objective, coupling) of its config; reflow+distill is trained from fm
+POINT_RECIPES: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
+    "fm": ({"name": "flow_matching"}, None),
+    "meanflow": ({"name": "meanflow"}, None),
+    "meanflow-ot": ({"name": "meanflow", **MEANFLOW_OT}, OT),
+}
+
+
+def train_point_method(
+    name: str, data: dict[str, Any], steps: int, seed: int, out: Path
+) -> dict[str, Any]:
+    """Train point method ``name`` (a key of :data:`POINT_RECIPES`) afresh into ``out``;
+    returns its steps and wall time."""
+    objective, coupling = POINT_RECIPES[name]
+    raw = base_config(data, steps, seed)
+    raw["objective"] = dict(objective)
+    if coupling is not None:
+        raw["coupling"] = dict(coupling)
+    trainer = Trainer(
+        config_from_dict(raw), _fresh(out), progress=False, final_eval=False, echo=_quiet
+    )
+    return _facts(trainer.run())
+
+
 def train_points(data: dict[str, Any], work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Train the chosen point methods but reflow+distill into ``work``; returns their steps
     and wall times."""
-    facts: dict[str, Any] = {}
-    for name, objective, coupling in (
-        ("fm", {"name": "flow_matching"}, None),
-        ("meanflow", {"name": "meanflow"}, None),
-        ("meanflow-ot", {"name": "meanflow", **MEANFLOW_OT}, OT),
-    ):
-        if name not in args.methods:
-            continue
-        raw = base_config(data, args.steps, args.seed)
-        raw["objective"] = objective
-        if coupling is not None:
-            raw["coupling"] = coupling
-        out = _fresh(work / name)
-        trainer = Trainer(config_from_dict(raw), out, progress=False, final_eval=False, echo=_quiet)
-        facts[name] = _facts(trainer.run())
-    return facts
+    return {
+        name: train_point_method(name, data, args.steps, args.seed, work / name)
+        for name in POINT_RECIPES
+        if name in args.methods
+    }
 
 
 def train_digits(work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -133,11 +146,12 @@ def _facts(result: Any) -> dict[str, Any]:
     }
 
 
-def _reflow_distill(
-    work: Path, steps: int, pairs: int, fm_facts: dict[str, Any], args: argparse.Namespace
+def reflow_distill(
+    work: Path, steps: int, pairs: int, fm_facts: dict[str, Any], seed: int
 ) -> dict[str, Any]:
-    """Reflow ``work/fm`` (pairs + ``steps``), then distill (pairs + ``steps // 2``)."""
-    common = {"num": pairs, "seed": args.seed + 1, "progress": False, "final_eval": False}
+    """Reflow ``work/fm`` (pairs + ``steps``), then distill (pairs + ``steps // 2``), pairs drawn
+    with ``seed + 1``; the total includes fm's training (``fm_facts``)."""
+    common = {"num": pairs, "seed": seed + 1, "progress": False, "final_eval": False}
     start = time.perf_counter()
     reflow_run(work / "fm", _fresh(work / "reflow2"), train_steps=steps, echo=_quiet, **common)
     last = reflow_run(
@@ -155,11 +169,20 @@ def _reflow_distill(
     }
 
 
-def w2_rows(model: torch.nn.Module, data: Any, args: argparse.Namespace) -> dict[int, Any]:
-    """W2 (mean, std over draws) at NFE 1, 2 and 32."""
+def w2_rows(
+    model: torch.nn.Module,
+    data: Any,
+    *,
+    num: int,
+    draws: int,
+    seed: int,
+    nfes: Sequence[int] = NFES,
+) -> dict[int, Any]:
+    """W2 (mean, std over ``draws`` draws of ``num`` points, drawn with ``seed``: the same for
+    every model) at each NFE of ``nfes``."""
     out = {}
     two_times = getattr(model, "two_times", False)
-    for nfe in NFES:
+    for nfe in nfes:
         method, steps = ("average", nfe) if two_times else SAMPLERS[nfe]
         (row,) = evaluate(
             model,
@@ -167,9 +190,9 @@ def w2_rows(model: torch.nn.Module, data: Any, args: argparse.Namespace) -> dict
             data.draw_source,
             steps=[steps],
             methods=[method],
-            num_samples=args.num,
-            draws=args.draws,
-            seed=args.seed + 7,
+            num_samples=num,
+            draws=draws,
+            seed=seed,
         )
         assert row.nfe == nfe, (row, nfe)
         out[nfe] = {"w2": row.w2_mean, "std": row.w2_std, "method": row.method}
@@ -247,7 +270,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         steps, pairs = args.steps, args.pairs
     if "reflow+distill" in args.methods:  # from fm, trained now or saved
         fm_facts = facts.get("fm", saved.get("fm"))
-        facts["reflow+distill"] = _reflow_distill(work, steps, pairs, fm_facts, args)
+        facts["reflow+distill"] = reflow_distill(work, steps, pairs, fm_facts, args.seed)
     result = {"dataset": name, "metric": metric, "floor": floor, "methods": {}}
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     for method in methods:
@@ -255,7 +278,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             result["methods"][method] = saved[method]
             continue
         model = fm.load(work / method)
-        rows = fd_rows(model, digits, args) if name == "digits" else w2_rows(model, data, args)
+        if name == "digits":
+            rows = fd_rows(model, digits, args)
+        else:
+            rows = w2_rows(model, data, num=args.num, draws=args.draws, seed=args.seed + 7)
         result["methods"][method] = {**facts[method], "rows": rows, "measured": stamp}
         print(
             f"{name} {method}: "
