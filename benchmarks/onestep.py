@@ -72,7 +72,8 @@ OT = {"name": "minibatch_ot", "method": "exact"}
 MEANFLOW_OT = {"tangent": "model", "time_pairs": "gap"}  # the meanflow-ot row's objective
 
 
-def _workdir(args: argparse.Namespace, name: str) -> Path:
+def workdir(args: argparse.Namespace, name: str) -> Path:
+    """The folder of dataset ``name`` under ``--work``."""
     return Path(args.work) / name.replace(">", "")
 
 
@@ -243,7 +244,7 @@ def _saved_methods(work: Path, methods: Sequence[str], args: argparse.Namespace)
 
 
 def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    work = _workdir(args, name)
+    work = workdir(args, name)
     work.mkdir(parents=True, exist_ok=True)
     methods = IMAGE_METHODS if name == "digits" else POINT_METHODS
     saved = _saved_methods(work, methods, args)  # before any training: fail early
@@ -338,7 +339,7 @@ def format_table(res: dict[str, Any]) -> list[str]:
 def render(args: argparse.Namespace) -> str:
     results = []
     for name in ALL_DATASETS:
-        path = _workdir(args, name) / "results.json"
+        path = workdir(args, name) / "results.json"
         if path.is_file():
             results.append(json.loads(path.read_text()))
     if not results:

@@ -50,7 +50,7 @@ from flowmatch.train.data import load_run_data
 from flowmatch.train.evaluate import noise_floor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from onestep import reflow_distill, train_point_method, w2_rows
+from onestep import reflow_distill, train_point_method, w2_rows, workdir
 from straightness import DATASETS, base_config
 from train_overhead import machine_facts, write_section
 
@@ -58,7 +58,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTION_HEADER = "## One-step over training seeds (CPU)"
 DEFAULT_RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 DEFAULT_WORK = ROOT / "runs" / "bench_onestep_seeds"
-METHODS = ("reflow+distill", "meanflow-ot")
 NFES = (1, 2)
 
 
@@ -82,9 +81,10 @@ def steady_pace(run_dir: Path, facts: dict[str, Any]) -> float:
     return (w1 - w0) / (s1 - s0)
 
 
-def run_seed(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Train both contenders with training seed ``seed`` on dataset ``name`` and score them."""
-    work = Path(args.work) / name.replace(">", "") / f"seed{seed}"
+def run_seed(name: str, data: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Train both contenders with training seed ``seed`` on dataset ``name`` and score them
+    against ``data`` (its :class:`~flowmatch.train.data.RunData`: source and reference)."""
+    work = workdir(args, name) / f"seed{seed}"
     data_cfg = DATASETS[name]
     fm_facts = train_point_method("fm", data_cfg, args.steps, seed, work / "fm")
     facts = {"reflow+distill": reflow_distill(work, args.steps, args.pairs, fm_facts, seed)}
@@ -93,7 +93,6 @@ def run_seed(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     pace = steady_pace(work / "probe", probe)
     steps = matched_steps(budget, pace)
     facts["meanflow-ot"] = train_point_method("meanflow-ot", data_cfg, steps, seed, work / "mf")
-    data = load_run_data(config_from_dict(base_config(data_cfg, args.steps, seed)).data, seed=seed)
     out: dict[str, Any] = {"dataset": name, "seed": seed, "methods": {}}
     for method, folder in (("reflow+distill", "reflow+distill"), ("meanflow-ot", "mf")):
         rows = w2_rows(
@@ -118,18 +117,19 @@ def run_seed(name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def run_dataset(name: str, args: argparse.Namespace) -> None:
     """Every seed of ``args.seeds`` not saved yet (all with ``--fresh``), then the floor."""
-    work = Path(args.work) / name.replace(">", "")
+    work = workdir(args, name)
     work.mkdir(parents=True, exist_ok=True)
+    # a toy set: its reference and source draws do not depend on the seed
+    data = load_run_data(config_from_dict(base_config(DATASETS[name], 1, 0)).data, seed=0)
     for seed in args.seeds:
         path = work / f"seed{seed}.json"
         if path.is_file() and not args.fresh:
             print(f"{name} seed {seed}: saved, skipped", flush=True)
             continue
-        result = {**run_seed(name, seed, args), "args": _saved_args(args)}
+        result = {**run_seed(name, data, seed, args), "args": _saved_args(args)}
         result["measured"] = _now()
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
-    data = load_run_data(config_from_dict(base_config(DATASETS[name], 1, 0)).data, seed=0)
     row = noise_floor(data.reference(), num_samples=args.num, draws=args.draws, seed=args.eval_seed)
     with atomic_path(work / "floor.json") as tmp:
         tmp.write_text(json.dumps({"w2": row.w2_mean, "std": row.w2_std, "num": args.num}))
@@ -212,7 +212,7 @@ def format_table(name: str, seeds: list[dict[str, Any]], floor: dict[str, Any] |
 def render(args: argparse.Namespace) -> str:
     blocks, saved, stamps = [], None, []
     for name in DATASETS:
-        work = Path(args.work) / name.replace(">", "")
+        work = workdir(args, name)
         seeds = sorted(
             (json.loads(p.read_text()) for p in work.glob("seed*.json")), key=lambda r: r["seed"]
         )
