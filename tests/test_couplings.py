@@ -11,7 +11,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import flowmatch as fm
-import flowmatch.couplings as couplings_module
+import flowmatch.ot as ot_module
 from flowmatch.couplings import (
     COUPLINGS,
     Independent,
@@ -84,7 +84,7 @@ def test_exact_pairing_cost_equals_brute_force_minimum(batch, shape):
 @pytest.mark.parametrize(("dim", "emd_branch"), [(2, True), (64, False)], ids=["pot", "scipy"])
 def test_exact_pairing_is_a_true_permutation_at_batch_256(dim, emd_branch, monkeypatch):
     """At B=256 each x1 row appears exactly once, optimally, on the branch its dimension picks."""
-    assert (dim <= couplings_module._EMD_MAX_DIM) == emd_branch
+    assert (dim <= ot_module._EMD_MAX_DIM) == emd_branch
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the other exact solver was called")

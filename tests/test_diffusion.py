@@ -278,26 +278,28 @@ def test_diffusion_sampler_nfe_trajectory_and_determinism():
 
 
 class Oracle(nn.Module):
-    """A 'model' predicting the oracle's exact epsilon on its path (a perfect DDPM)."""
-
-    prediction = "epsilon"
+    """A net predicting the oracle's exact epsilon on a path (a perfect DDPM)."""
 
     def __init__(self, gm, path):
         super().__init__()
-        self.gm, self.flow_path = gm, path
+        self.gm, self.oracle_path = gm, path
         self.calls = 0
 
     def forward(self, x, t):
         self.calls += 1
-        return self.gm.posterior_mean(self.flow_path, x.double(), t.double())[1].to(x.dtype)
+        return self.gm.posterior_mean(self.oracle_path, x.double(), t.double())[1].to(x.dtype)
+
+
+def oracle_model(gm, path):
+    return fm.FlowModel(Oracle(gm, path), path=path, prediction="epsilon")
 
 
 def test_sample_dispatches_to_the_diffusion_samplers():
     gm, path = eight_gaussians(), fm.AffinePath(DDPM())
-    model = Oracle(gm, path)
+    model = oracle_model(gm, path)
     x0 = torch.randn(3000, 2, generator=torch.Generator().manual_seed(0))
     res = fm.generate(model, x0, steps=50, method="ddim")
-    assert res.nfe == 50 and model.calls == 50
+    assert res.nfe == 50 and model.net.calls == 50
     assert_reaches_mixture(gm, res.x, seed=1)
     same = solve_diffusion(model, x0, path=path, kind="epsilon", steps=50, method="ddim")
     assert torch.equal(res.x, same.x)
@@ -311,7 +313,7 @@ def test_sample_dispatches_to_the_diffusion_samplers():
 
 
 def test_sample_bad_diffusion_input():
-    model = Oracle(eight_gaussians(), fm.AffinePath(DDPM(timesteps=100)))
+    model = oracle_model(eight_gaussians(), fm.AffinePath(DDPM(timesteps=100)))
     x0 = torch.randn(4, 2)
     with pytest.raises(ValueError, match=r"steps=200 .*100 timesteps"):
         fm.sample(model, x0, steps=200, method="ddpm")

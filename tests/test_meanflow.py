@@ -12,7 +12,7 @@ import flowmatch as fm
 from flowmatch.couplings import Coupling, Independent
 from flowmatch.meanflow import MeanFlowLoss, meanflow_target, sample_average
 from flowmatch.models.embeddings import TWO_TIMES_TIME_FREQUENCY
-from flowmatch.train.config import ObjectiveConfig
+from flowmatch.train.config import MeanFlowObjectiveConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 F64 = torch.float64
@@ -120,7 +120,7 @@ def test_defaults_are_the_measured_ones():
     assert fm.models.MLP(dim=2, two_times=True).time_frequency == TWO_TIMES_TIME_FREQUENCY == 10
     assert fm.models.MLP(dim=2).time_frequency == 1000.0
     # the config's objective defaults are the loss's
-    objective = ObjectiveConfig()
+    objective = MeanFlowObjectiveConfig()
     assert (objective.ratio_distinct, objective.adaptive_p) == (0.5, 0.0)
     assert (objective.tangent, objective.time_pairs) == (loss.tangent, loss.time_pairs)
 

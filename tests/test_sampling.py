@@ -48,24 +48,37 @@ def test_other_prediction_kinds_give_the_same_samples(kind, path):
     gm = eight_gaussians()
     x0 = torch.randn(300, 2, dtype=torch.float64)
     ref = fm.sample(Oracle(gm, path), x0, steps=16, method="midpoint")
-    out = fm.sample(Oracle(gm, path, kind), x0, steps=16, method="midpoint", prediction=kind)
+    out = fm.sample(
+        Oracle(gm, path, kind), x0, steps=16, method="midpoint", path=path, prediction=kind
+    )
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
 
 
-def test_model_attributes_are_used():
+def test_flow_model_carries_its_path_and_prediction():
     gm, path = eight_gaussians(), fm.AffinePath(fm.schedules.Cosine())
-    model = Oracle(gm, path, "x1")
-    model.prediction = "x1"
+    model = fm.FlowModel(Oracle(gm, path, "x1"), path=path, prediction="x1")
     x0 = torch.randn(100, 2, dtype=torch.float64)
     out = fm.sample(model, x0, steps=8)
     ref = fm.solve_ode(gm.velocity(path), x0, steps=8, method="midpoint").x
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    # a plain net means a velocity on the linear path: the same net gives other samples
+    plain = fm.sample(Oracle(gm, path, "x1"), x0, steps=8)
+    assert (plain - ref).abs().max() > 0.1
+
+
+def test_plain_attributes_on_a_net_are_not_read_as_its_meaning():
+    # What a net means lives in its FlowModel; an attribute on the net does not change it.
+    gm, path = eight_gaussians(), fm.AffinePath(fm.schedules.Cosine())
+    net = Oracle(gm, path)
+    net.prediction = "x1"
+    assert fm.flow.as_flow(net).prediction == "velocity"
+    assert fm.flow.as_flow(net).path == fm.AffinePath()
 
 
 @pytest.mark.parametrize("path", [fm.AffinePath(), fm.AffinePath(fm.schedules.VP())], ids=repr)
 def test_encode_then_sample_round_trip(path):
     gm = eight_gaussians()
-    model = Oracle(gm, path)
+    model = fm.FlowModel(Oracle(gm, path), path=path)
     x1 = gm.sample(300, generator=torch.Generator().manual_seed(3)).double()
     z = fm.encode(model, x1, atol=1e-8, rtol=1e-8)
     back = fm.sample(model, z, steps=None, method="dopri5", atol=1e-8, rtol=1e-8)

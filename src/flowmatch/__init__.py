@@ -1,6 +1,8 @@
 """flowmatch: Flow Matching generative models.
 
-Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the contract.
+Time runs from t=0 (source, N(0, I) noise) to t=1 (data). A :class:`FlowModel` holds a
+network and what it means (path, prediction, source, labels); ``fm.sample``, ``fm.encode``,
+``fm.log_likelihood``, ``fm.train`` and ``fm.load`` all work with it.
 
     >>> import flowmatch as fm
     >>> path = fm.AffinePath(fm.schedules.Cosine())
@@ -10,6 +12,7 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data). See DESIGN.md for the 
 from flowmatch import (
     couplings,
     diffusion,
+    errors,
     meanflow,
     metrics,
     models,
@@ -17,12 +20,14 @@ from flowmatch import (
     rectify,
     schedules,
     time,
+    train,
 )
+from flowmatch.flow import FlowModel
 from flowmatch.likelihood import log_likelihood
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models.files import load
-from flowmatch.paths import AffinePath, PathSample
+from flowmatch.paths import AffinePath, BrownianBridgePath, PathSample
 from flowmatch.sampling import encode, generate, interpolate, model_velocity, sample, sample_sde
 from flowmatch.solvers import ODESolution, solve_ode, time_grid
 
@@ -30,7 +35,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AffinePath",
+    "BrownianBridgePath",
     "FlowMatchingLoss",
+    "FlowModel",
     "MeanFlowLoss",
     "ODESolution",
     "PathSample",
@@ -38,6 +45,7 @@ __all__ = [
     "couplings",
     "diffusion",
     "encode",
+    "errors",
     "generate",
     "interpolate",
     "load",
@@ -54,4 +62,5 @@ __all__ = [
     "solve_ode",
     "time",
     "time_grid",
+    "train",
 ]

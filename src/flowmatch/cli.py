@@ -30,13 +30,9 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from flowmatch.data.tabular import DataError
-    from flowmatch.models.files import ModelFileError
-    from flowmatch.runs import SamplerError
-    from flowmatch.train.config import ConfigError
-    from flowmatch.train.trainer import RunExistsError
+    from flowmatch.errors import FlowmatchError
 
-    return (UsageError, ConfigError, DataError, ModelFileError, RunExistsError, SamplerError)
+    return (UsageError, FlowmatchError)
 
 
 def handles_user_errors(fn: F) -> F:
@@ -47,7 +43,7 @@ def handles_user_errors(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from flowmatch.train.trainer import NonFiniteLossError
+        from flowmatch.train.loop import NonFiniteLossError
 
         try:
             return fn(*args, **kwargs)
@@ -82,6 +78,27 @@ def _method_list(text: str, name: str) -> list[str]:
 
 
 _ETA_HELP = "DDIM's eta in [0, 1], 0 deterministic [default: the run's sample.eta]."
+
+Plugins = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--plugin",
+        help="A module (dotted name or .py file) to import first: one that registers your "
+        "networks with @flowmatch.models.register. Repeatable.",
+    ),
+]
+
+
+def _load_plugins(plugins: list[str] | None) -> None:
+    from flowmatch.models.registry import load_plugin
+
+    for module in plugins or []:
+        try:
+            load_plugin(module)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+
 _NOISE_HELP = "SDE noise scale, g(t) = NOISE * sigma_t [default: the run's sample.noise]."
 
 
@@ -110,11 +127,11 @@ def demo(
     if dataset not in ("checkerboard", "digits"):
         raise UsageError(f"--dataset: expected checkerboard or digits, got {dataset!r}")
     if oracle:
-        from flowmatch.demo import oracle_demo
+        from flowmatch.app.demo import oracle_demo
 
         oracle_demo(out if out is not None else Path("runs/demo"), echo=typer.echo)
         return
-    from flowmatch.demo import digits_demo, training_demo
+    from flowmatch.app.demo import digits_demo, training_demo
 
     if dataset == "digits":
         out = out if out is not None else Path("runs/demo_digits")
@@ -141,11 +158,13 @@ def train(
         bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    plugin: Plugins = None,
 ) -> None:
     """Train a flow matching model from a YAML config (also under torchrun for DDP)."""
     from flowmatch.train.config import load_config
     from flowmatch.train.trainer import Trainer
 
+    _load_plugins(plugin)
     overrides = set_ or []
     if resume:
         if out is None:
@@ -205,10 +224,12 @@ def sample(
             "(encode, slerp in noise space, decode)."
         ),
     ] = None,
+    plugin: Plugins = None,
 ) -> None:
     """Draw samples from a trained run (EMA weights) and write them atomically."""
-    from flowmatch.runs import sample_run
+    from flowmatch.app.sample import sample_run
 
+    _load_plugins(plugin)
     method = _method_list(method, "--method")[0] if method is not None else None
     sample_run(
         run_dir,
@@ -238,10 +259,12 @@ def eval_(
     num: Annotated[int, typer.Option(min=2, help="Points per set.")] = 2000,
     eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_ETA_HELP)] = None,
     noise: Annotated[float | None, typer.Option(min=0.0, help=_NOISE_HELP)] = None,
+    plugin: Plugins = None,
 ) -> None:
     """W2/MMD against held-out data at each NFE and method, with the noise floor and a plot."""
-    from flowmatch.runs import evaluate_run
+    from flowmatch.app.evaluate import evaluate_run
 
+    _load_plugins(plugin)
     evaluate_run(
         run_dir,
         steps=_int_list(steps, "--steps"),
@@ -273,10 +296,12 @@ def reflow(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the reflow run in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    plugin: Plugins = None,
 ) -> None:
     """Reflow a run: integrate noise to samples (dopri5), train on those pairs, warm-started."""
-    from flowmatch.runs import reflow_run
+    from flowmatch.app.reflow import reflow_run
 
+    _load_plugins(plugin)
     result = reflow_run(
         run_dir,
         out,
@@ -316,10 +341,12 @@ def likelihood(
         Path | None, typer.Option(help="Per-point log_prob and std_err (.csv or .npy).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    plugin: Plugins = None,
 ) -> None:
     """Mean negative log-likelihood (nats and bits/dim) of data under a trained run."""
-    from flowmatch.runs import likelihood_run
+    from flowmatch.app.likelihood import likelihood_run
 
+    _load_plugins(plugin)
     if method not in ("exact", "hutchinson"):
         raise UsageError(f"--method: expected exact or hutchinson, got {method!r}")
     likelihood_run(

@@ -25,17 +25,19 @@ deterministic, eta = 1 is DDPM again.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from flowmatch.paths import PREDICTION_KINDS, AffinePath, check_time
 from flowmatch.schedules import DDPM
-from flowmatch.solvers import ODESolution
+from flowmatch.solvers import ODESolution, Sampler, register_sampler, run_sampler, time_grid
 
 __all__ = [
     "DIFFUSION_METHODS",
     "SPACINGS",
+    "DiffusionOptions",
     "check_eta",
     "ddim_step",
     "ddpm_step",
@@ -89,7 +91,7 @@ def diffusion_times(path: AffinePath, steps: int, *, spacing: str = "trailing") 
         raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
     sched = path.schedule
     if not isinstance(sched, DDPM):
-        return torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
+        return time_grid(steps, dtype=torch.float64)
     n = sched.timesteps
     if steps > n:
         raise ValueError(
@@ -201,6 +203,85 @@ def ddim_step(
     return x_s
 
 
+@dataclass(frozen=True)
+class DiffusionOptions:
+    """Options of the ``ddpm`` and ``ddim`` samplers.
+
+    Attributes:
+        path: the Gaussian affine path of the model.
+        eta: DDIM's stochasticity in [0, 1] (0: deterministic; ddpm ignores it).
+        spacing: trailing | leading, the timesteps of a DDPM schedule visited
+            (:func:`diffusion_times`).
+    """
+
+    path: AffinePath
+    eta: float = 0.0
+    spacing: str = "trailing"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, AffinePath):
+            raise ValueError(f"DDPM and DDIM need a Gaussian affine path, got path {self.path!r}")
+        object.__setattr__(self, "eta", check_eta(self.eta))
+        if self.spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {SPACINGS}, got {self.spacing!r}")
+
+
+def _diffusion_grid(steps: int, options: DiffusionOptions) -> Tensor:
+    return diffusion_times(options.path, steps, spacing=options.spacing)
+
+
+def _diffusion_run(method: str) -> Callable[..., ODESolution]:
+    """The ``run`` of ``ddpm`` or ``ddim``: one velocity evaluation per step, its estimates of
+    x1 and x0 by :meth:`~flowmatch.paths.AffinePath.convert` (exact on a Gaussian path)."""
+
+    def run(
+        velocity: Callable[[Tensor, Tensor], Tensor],
+        x: Tensor,
+        times: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int, Tensor], None] | None = None,
+        options: DiffusionOptions | None = None,
+    ) -> ODESolution:
+        if options is None:
+            raise ValueError(f"the {method} sampler needs DiffusionOptions(path, ...)")
+        path, eta = options.path, options.eta
+        batch = x.shape[0]
+        steps = times.shape[0] - 1
+        stochastic = method == "ddpm" or eta > 0
+        for i in range(steps):
+            t = times[i].to(x.dtype).expand(batch).to(x.device)
+            s = times[i + 1].to(x.dtype).expand(batch).to(x.device)
+            v = velocity(x, t)
+            x1_hat = path.convert(v, src="velocity", dst="x1", x_t=x, t=t)
+            noise = None
+            if stochastic and i < steps - 1:  # none on the last step, as in DDPM (var 0 there)
+                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            if method == "ddpm":
+                x = ddpm_step(path, x, x1_hat, t, s, noise=noise)
+            else:
+                eps_hat = path.convert(v, src="velocity", dst="x0", x_t=x, t=t)
+                step_eta = eta if noise is not None else 0.0
+                x = ddim_step(path, x, x1_hat, eps_hat, t, s, eta=step_eta, noise=noise)
+            if callback is not None:
+                callback(i + 1, x)
+        return ODESolution(x=x, nfe=steps, times=times.to(x.dtype))
+
+    return run
+
+
+for _method in DIFFUSION_METHODS:
+    register_sampler(
+        Sampler(
+            _method,
+            _diffusion_run(_method),
+            options=DiffusionOptions,
+            needs_score=True,
+            grid=_diffusion_grid,
+        )
+    )
+
+
 def solve_diffusion(
     predict: Callable[[Tensor, Tensor], Tensor],
     x_init: Tensor,
@@ -215,6 +296,9 @@ def solve_diffusion(
     return_trajectory: bool = False,
 ) -> ODESolution:
     """Sample with DDPM or DDIM from noise (t = 0) to data (t = 1), one evaluation per step.
+
+    The prediction is turned into a velocity by :meth:`~flowmatch.paths.AffinePath.convert`
+    and the registered ``ddpm``/``ddim`` sampler runs on it (as for any model).
 
     Args:
         predict: ``predict(x, t)`` with x (B, *D), t (B,), returning a prediction of ``kind``.
@@ -239,28 +323,21 @@ def solve_diffusion(
         raise ValueError(f"method must be one of {DIFFUSION_METHODS}, got {method!r}")
     if kind not in PREDICTION_KINDS:
         raise ValueError(f"kind must be one of {PREDICTION_KINDS}, got {kind!r}")
-    eta = check_eta(eta)
+    options = DiffusionOptions(path, eta, spacing)
     times = diffusion_times(path, steps, spacing=spacing)
-    x = x_init
-    batch = x.shape[0]
-    states = [x] if return_trajectory else None
-    stochastic = method == "ddpm" or eta > 0
-    for i in range(steps):
-        t = times[i].to(x.dtype).expand(batch).to(x.device)
-        s = times[i + 1].to(x.dtype).expand(batch).to(x.device)
+
+    def velocity(x: Tensor, t: Tensor) -> Tensor:
         pred = predict(x, t)
-        x1_hat = path.convert(pred, src=kind, dst="x1", x_t=x, t=t)
-        noise = None
-        if stochastic and i < steps - 1:  # none on the last step, as in DDPM (var 0 there)
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        if method == "ddpm":
-            x = ddpm_step(path, x, x1_hat, t, s, noise=noise)
-        else:
-            eps_hat = path.convert(pred, src=kind, dst="x0", x_t=x, t=t)
-            x = ddim_step(
-                path, x, x1_hat, eps_hat, t, s, eta=eta if noise is not None else 0.0, noise=noise
-            )
-        if states is not None:
-            states.append(x)
-    trajectory = torch.stack(states) if states is not None else None
-    return ODESolution(x=x, nfe=steps, times=times.to(x.dtype), trajectory=trajectory)
+        if kind == "velocity":
+            return pred
+        return path.convert(pred, src=kind, dst="velocity", x_t=x, t=t)
+
+    return run_sampler(
+        method,
+        velocity,
+        x_init,
+        times,
+        options=options,
+        generator=generator,
+        return_trajectory=return_trajectory,
+    )

@@ -26,9 +26,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from flowmatch.flow import FlowModel, as_flow
 from flowmatch.paths import AffinePath
-from flowmatch.sampling import model_velocity
 from flowmatch.solvers import solve_ode
+from flowmatch.sources import standard_normal_log_prob
 
 __all__ = [
     "LikelihoodResult",
@@ -54,12 +55,6 @@ class LikelihoodResult(NamedTuple):
     log_prob: Tensor
     std_err: Tensor
     nfe: int
-
-
-def standard_normal_log_prob(x: Tensor) -> Tensor:
-    """log N(x; 0, I) summed over the data dimensions: shape (B,) for x of shape (B, *D)."""
-    flat = x.flatten(1)
-    return -0.5 * (flat.pow(2).sum(1) + flat.shape[1] * math.log(2 * math.pi))
 
 
 def bits_per_dim(
@@ -137,8 +132,9 @@ def log_likelihood(
     """log p(x1) under the flow of a model (or of a velocity field), in nats.
 
     Args:
-        model: a trained model (its ``flow_path`` and ``prediction`` are honoured, see
-            :func:`~flowmatch.sampling.model_velocity`) or a velocity callable ``v(x, t)``.
+        model: a trained model (a :class:`~flowmatch.flow.FlowModel`: its path, prediction
+            and source are honoured; a plain net is a velocity on the linear path) or a
+            velocity callable ``v(x, t)``.
         x1: data, shape (B, *D); flattened for the divergence.
         path: the model's path when it does not carry one.
         method: ``exact`` (trace of the Jacobian: D backward passes per evaluation) or
@@ -149,8 +145,8 @@ def log_likelihood(
         num_probes: Hutchinson probes per point (>= 2 for a standard error).
         probe: ``rademacher`` (+-1, lower variance) or ``gaussian``.
         cond: conditioning of a conditional model, shape (B, ...).
-        source_log_prob: log-density of the source at t=0, ``f(x0) -> (B,)``; the standard
-            normal by default.
+        source_log_prob: log-density of the source at t=0, ``f(x0) -> (B,)``; by default the
+            FlowModel's source's, else the standard normal.
         generator: torch RNG of the probes.
         return_result: return a :class:`LikelihoodResult` (with standard errors and NFE)
             instead of the log-likelihood tensor.
@@ -175,7 +171,10 @@ def log_likelihood(
     if not torch.isfinite(x1).all():
         raise ValueError("x1 contains NaN or infinite values")
     if isinstance(model, nn.Module):
-        v_model = model_velocity(model, path=path, cond=cond)
+        flow = as_flow(model, path=path)
+        v_model = flow.velocity_field(cond)
+        if source_log_prob is None and isinstance(model, FlowModel):
+            source_log_prob = flow.source_log_prob()
     else:
         v_model = model
     shape = x1.shape

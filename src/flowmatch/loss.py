@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from flowmatch.couplings import Coupling, Independent, SchrodingerBridge
 from flowmatch.models.base import call_model
-from flowmatch.paths import AffinePath
+from flowmatch.paths import AffinePath, BrownianBridgePath
 from flowmatch.schedules import Linear
 from flowmatch.time import TimeSampler, Uniform
 
@@ -115,6 +115,28 @@ def couple_batch(
     return x0, x1, cond
 
 
+def _resolve_path(
+    path: AffinePath | BrownianBridgePath | None, coupling: Coupling
+) -> AffinePath | BrownianBridgePath:
+    """The path a loss trains on: the given one, or the linear path; a Schrödinger bridge
+    coupling brings its own Brownian bridge (it replaces a linear affine path)."""
+    if isinstance(coupling, SchrodingerBridge):
+        if path is None or (isinstance(path, AffinePath) and type(path.schedule) is Linear):
+            return coupling.path
+        if isinstance(path, AffinePath):
+            raise ValueError(
+                "path: a SchrodingerBridge coupling has its own (linear + bridge noise) path, "
+                f"got path with schedule {path.schedule!r}; use AffinePath() (linear)"
+            )
+    if path is None:
+        return AffinePath()
+    if not isinstance(path, (AffinePath, BrownianBridgePath)):
+        raise ValueError(
+            f"path must be an AffinePath or a BrownianBridgePath, got {type(path).__name__}"
+        )
+    return path
+
+
 class FlowMatchingLoss:
     """Mean squared error between a model's prediction at (x_t, t) and its conditional target.
 
@@ -122,11 +144,12 @@ class FlowMatchingLoss:
     drawn, the pair is passed through the coupling, x_t = alpha_t x1 + sigma_t x0 is formed and
     the model output is regressed on the target of its prediction kind: the conditional
     velocity u_t (``velocity``), x1 (``x1``) or x0 (``x0`` / ``epsilon``). With a
-    :class:`~flowmatch.couplings.SchrodingerBridge` coupling, x_t and u_t come from its
-    Brownian bridge instead of ``path`` (velocity prediction only).
+    :class:`~flowmatch.couplings.SchrodingerBridge` coupling the path is its Brownian bridge
+    (:class:`~flowmatch.paths.BrownianBridgePath`; velocity prediction only).
 
     Args:
-        path: the probability path; ``AffinePath()`` (linear) by default.
+        path: the probability path: an :class:`AffinePath` (linear by default) or a
+            :class:`~flowmatch.paths.BrownianBridgePath`.
         coupling: pairs x0 with x1; :class:`~flowmatch.couplings.Independent` by default.
         time_sampler: draws t; :class:`~flowmatch.time.Uniform` by default.
         prediction: what the model predicts: velocity, x1, x0 or epsilon.
@@ -143,7 +166,7 @@ class FlowMatchingLoss:
 
     def __init__(
         self,
-        path: AffinePath | None = None,
+        path: AffinePath | BrownianBridgePath | None = None,
         *,
         coupling: Coupling | None = None,
         time_sampler: TimeSampler | None = None,
@@ -151,26 +174,19 @@ class FlowMatchingLoss:
         cond_dropout: float = 0.0,
         null_cond: int | None = None,
     ) -> None:
-        if path is None:
-            path = AffinePath()
-        if not isinstance(path, AffinePath):
-            raise ValueError(f"path must be an AffinePath, got {type(path).__name__}")
+        coupling = coupling if coupling is not None else Independent()
+        if not isinstance(coupling, Coupling):
+            raise ValueError(f"coupling must be a Coupling, got {type(coupling).__name__}")
+        path = _resolve_path(path, coupling)
         if prediction not in TRAINABLE_PREDICTIONS:
             raise ValueError(
                 f"prediction must be one of {TRAINABLE_PREDICTIONS}, got {prediction!r}"
             )
-        coupling = coupling if coupling is not None else Independent()
-        if not isinstance(coupling, Coupling):
-            raise ValueError(f"coupling must be a Coupling, got {type(coupling).__name__}")
-        if isinstance(coupling, SchrodingerBridge) and prediction != "velocity":
+        if not isinstance(path, AffinePath) and prediction != "velocity":
             raise ValueError(
-                "coupling: a SchrodingerBridge trains a velocity (its path is not affine), "
-                f"got prediction={prediction!r}"
-            )
-        if isinstance(coupling, SchrodingerBridge) and not isinstance(path.schedule, Linear):
-            raise ValueError(
-                "coupling: a SchrodingerBridge has its own (linear + bridge noise) path, got "
-                f"path with schedule {path.schedule!r}; use AffinePath() (linear)"
+                "prediction: the Schrödinger bridge (a SchrodingerBridge coupling, its "
+                "BrownianBridgePath) trains a velocity, its path is not affine; got "
+                f"prediction={prediction!r}"
             )
         time_sampler = time_sampler if time_sampler is not None else Uniform()
         if not isinstance(time_sampler, TimeSampler):
@@ -223,10 +239,7 @@ class FlowMatchingLoss:
             null_cond=self.null_cond,
             generator=generator,
         )
-        if isinstance(self.coupling, SchrodingerBridge):
-            x_t, u_t = self.coupling.sample_path(x0, x1, t, generator=generator)
-        else:
-            x_t, u_t = self.path.sample(x0, x1, t)
+        x_t, u_t = self.path.sample(x0, x1, t, generator=generator)
         out = call_model(model, x_t, t, cond)
         if self.prediction == "velocity":
             target = u_t

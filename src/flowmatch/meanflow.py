@@ -33,12 +33,16 @@ samples measured here (``benchmarks/meanflow_sweep.py``, ``benchmarks/onestep.py
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
 from flowmatch.couplings import Coupling, Independent, SchrodingerBridge
 from flowmatch.loss import check_label_dropout, couple_batch, source_batch
-from flowmatch.solvers import ODESolution
+from flowmatch.paths import AffinePath
+from flowmatch.schedules import Linear
+from flowmatch.solvers import ODESolution, Sampler, register_sampler, run_sampler, time_grid
 from flowmatch.time import TimeSampler, Uniform
 
 __all__ = ["MeanFlowLoss", "meanflow_target", "sample_average", "solve_average"]
@@ -148,7 +152,16 @@ class MeanFlowLoss:
         null_cond: int | None = None,
         tangent: str = "conditional",
         time_pairs: str = "ordered",
+        path: AffinePath | None = None,
     ) -> None:
+        if path is None:
+            path = AffinePath()
+        if not (isinstance(path, AffinePath) and type(path.schedule) is Linear):
+            raise ValueError(
+                f"path: MeanFlow (objective meanflow) averages the flow of the linear path, got "
+                f"{path!r}; use "
+                "AffinePath() (schedule linear)"
+            )
         if tangent not in TANGENTS:
             raise ValueError(f"tangent must be one of {TANGENTS}, got {tangent!r}")
         if time_pairs not in TIME_PAIRS:
@@ -164,8 +177,12 @@ class MeanFlowLoss:
             raise ValueError(f"coupling must be a Coupling, got {type(coupling).__name__}")
         if isinstance(coupling, SchrodingerBridge):
             raise ValueError(
-                "coupling: MeanFlow needs the linear path; a SchrodingerBridge has its own"
+                "coupling: MeanFlow (objective meanflow) needs the linear path; a SchrodingerBridge "
+                "has its own "
+                "(use independent or minibatch OT pairs)"
             )
+        self.path = path
+        self.prediction = "velocity"
         self.time_sampler = time_sampler if time_sampler is not None else Uniform()
         self.ratio_distinct = float(ratio_distinct)
         self.adaptive_p = float(adaptive_p)
@@ -231,6 +248,31 @@ class MeanFlowLoss:
         return err.mean()
 
 
+def _average_jumps(
+    average: Callable[[Tensor, Tensor, Tensor], Tensor],
+    x: Tensor,
+    times: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, Tensor], None] | None = None,
+    options: None = None,
+) -> ODESolution:
+    """The ``run`` of the ``average`` sampler: x_{k+1} = x_k + (t_{k+1} - t_k) u(x_k, t_k,
+    t_{k+1}) over the grid, one evaluation of the average velocity ``u(x, r, t)`` per step."""
+    grid = times.to(device=x.device, dtype=x.dtype)
+    steps = grid.shape[0] - 1
+    for k in range(steps):
+        r = grid[k].expand(x.shape[0])
+        t = grid[k + 1].expand(x.shape[0])
+        x = x + (grid[k + 1] - grid[k]) * average(x, r, t)
+        if callback is not None:
+            callback(k + 1, x)
+    return ODESolution(x=x, nfe=steps, times=grid)
+
+
+register_sampler(Sampler("average", _average_jumps, field="average"))
+
+
 @torch.no_grad()
 def solve_average(
     model: nn.Module,
@@ -240,21 +282,17 @@ def solve_average(
     cond: Tensor | None = None,
     return_trajectory: bool = False,
 ) -> ODESolution:
-    """Average-velocity jumps x_{k+1} = x_k + h u(x_k, t_k, t_{k+1}) on a uniform grid from 0
-    to 1, as an :class:`~flowmatch.solvers.ODESolution` (NFE = steps)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    grid = torch.linspace(0.0, 1.0, steps + 1, dtype=x0.dtype, device=x0.device)
-    x = x0
-    states = [x] if return_trajectory else None
-    for k in range(steps):
-        r = grid[k].expand(x.shape[0])
-        t = grid[k + 1].expand(x.shape[0])
-        x = x + (grid[k + 1] - grid[k]) * _call(model, x, r, t, cond)
-        if states is not None:
-            states.append(x)
-    trajectory = torch.stack(states) if states is not None else None
-    return ODESolution(x=x, nfe=steps, times=grid, trajectory=trajectory)
+    """Average-velocity jumps x_{k+1} = x_k + h u(x_k, t_k, t_{k+1}) on the uniform grid of
+    :func:`~flowmatch.solvers.time_grid` from 0 to 1, as an
+    :class:`~flowmatch.solvers.ODESolution` (NFE = steps)."""
+    times = time_grid(steps, dtype=torch.float64)
+    return run_sampler(
+        "average",
+        lambda x, r, t: _call(model, x, r, t, cond),
+        x0,
+        times,
+        return_trajectory=return_trajectory,
+    )
 
 
 def sample_average(

@@ -7,14 +7,23 @@ al. 2024, "Flow Matching Guide and Code" (sec. 4.8, affine paths and their param
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+import math
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from flowmatch.schedules import Linear, Schedule, ScheduleOutput
+from flowmatch.schedules import SCHEDULES, Linear, Schedule, ScheduleOutput
 
-__all__ = ["PREDICTION_KINDS", "AffinePath", "PathSample", "check_time"]
+__all__ = [
+    "PREDICTION_KINDS",
+    "AffinePath",
+    "BrownianBridgePath",
+    "PathSample",
+    "check_time",
+    "path_from_dict",
+    "path_to_dict",
+]
 
 PredictionKind = Literal["velocity", "x1", "x0", "epsilon", "score"]
 PREDICTION_KINDS: tuple[str, ...] = ("velocity", "x1", "x0", "epsilon", "score")
@@ -79,18 +88,36 @@ class AffinePath:
     def __repr__(self) -> str:
         return f"AffinePath({self.schedule!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is AffinePath and self.schedule == other.schedule and self.eps == other.eps
+        )
+
+    def __hash__(self) -> int:
+        return hash((AffinePath, self.schedule, self.eps))
+
+    @property
+    def is_gaussian(self) -> bool:
+        """True: from an N(0, I) source its marginals are Gaussian given x1, so the score
+        (and the SDE, DDPM and DDIM samplers) follow from a velocity by :meth:`convert`."""
+        return True
+
     def coefficients(self, t: Tensor, like: Tensor) -> ScheduleOutput:
         """The schedule at t, each coefficient shaped (B, 1, ..., 1) to broadcast over ``like``."""
         c = self.schedule(t.to(like.dtype))
         return ScheduleOutput(*(_expand(v, like) for v in c))
 
-    def sample(self, x0: Tensor, x1: Tensor, t: Tensor) -> PathSample:
+    def sample(
+        self, x0: Tensor, x1: Tensor, t: Tensor, *, generator: torch.Generator | None = None
+    ) -> PathSample:
         """Draw x_t on the path between paired source and data points.
 
         Args:
             x0: source points, shape (B, *D).
             x1: data points, shape (B, *D).
             t: times in [0, 1], shape (B,); t=0 is the source, t=1 the data.
+            generator: unused (an affine path draws nothing); accepted so that every path
+                is sampled with the same call.
 
         Returns:
             PathSample with x_t = alpha_t x1 + sigma_t x0 and the conditional velocity
@@ -195,3 +222,126 @@ class AffinePath:
         if dst == "score":
             return -x0 / s_safe
         return da * x1 + ds * x0
+
+
+class BrownianBridgePath:
+    """The Brownian bridge between paired points: the path of the Schrödinger bridge.
+
+    Between a pair (x0, x1) the bridge with a Brownian reference of scale sigma is
+
+        x_t = t x1 + (1 - t) x0 + sigma sqrt(t (1 - t)) eps,   eps ~ N(0, I),
+
+    whose variance given the pair is sigma^2 t (1 - t), with the velocity target of the
+    matching probability flow (Tong et al. 2024, SB-CFM, eq. 14)
+
+        u_t = x1 - x0 + sigma (1 - 2t) / (2 sqrt(t (1 - t))) eps.
+
+    Times are clamped to [eps, 1 - eps] in the velocity, where the noise term is singular. A
+    model trained on this path predicts a velocity, and its marginals are not those of an
+    affine Gaussian path, so it is sampled with the ODE solvers only (no score: no SDE, DDPM
+    or DDIM) and its predictions are not converted. ``sigma = 0`` is the linear path.
+
+    Args:
+        sigma: noise scale of the bridge, >= 0.
+        eps: time clamp of the velocity's singular factor, in (0, 0.5).
+
+    Example:
+        >>> path = BrownianBridgePath(0.5)
+        >>> x_t, u_t = path.sample(x0, x1, torch.rand(len(x0)), generator=g)
+    """
+
+    is_gaussian = False
+
+    def __init__(self, sigma: float = 0.5, *, eps: float = 1e-4) -> None:
+        if (
+            isinstance(sigma, bool)
+            or not isinstance(sigma, (int, float))
+            or not (math.isfinite(sigma) and sigma >= 0)
+        ):
+            raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+        if not 0 < eps < 0.5:
+            raise ValueError(f"eps must be in (0, 0.5), got {eps!r}")
+        self.sigma = float(sigma)
+        self.eps = float(eps)
+
+    def __repr__(self) -> str:
+        return f"BrownianBridgePath(sigma={self.sigma!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is BrownianBridgePath
+            and self.sigma == other.sigma
+            and self.eps == other.eps
+        )
+
+    def __hash__(self) -> int:
+        return hash((BrownianBridgePath, self.sigma, self.eps))
+
+    def marginal_std(self, t: Tensor) -> Tensor:
+        """Standard deviation of x_t given the pair: sigma sqrt(t (1 - t)), shape of t."""
+        return self.sigma * (t * (1 - t)).clamp_min(0).sqrt()
+
+    def sample(
+        self, x0: Tensor, x1: Tensor, t: Tensor, *, generator: torch.Generator | None = None
+    ) -> PathSample:
+        """Draw x_t on the bridge between paired points and its velocity target.
+
+        Args:
+            x0, x1: paired points, shape (B, *D).
+            t: times in [0, 1], shape (B,).
+            generator: torch RNG of the bridge noise eps.
+
+        Returns:
+            ``PathSample(x_t, u_t)``, both of shape (B, *D).
+        """
+        if x0.shape != x1.shape:
+            raise ValueError(
+                f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+            )
+        check_time(t, x1)
+        tt = _expand(t.to(x1.dtype), x1)
+        eps = torch.randn(x1.shape, device=x1.device, dtype=x1.dtype, generator=generator)
+        x_t = tt * x1 + (1 - tt) * x0 + self.marginal_std(tt) * eps
+        tc = tt.clamp(self.eps, 1 - self.eps)
+        u_t = x1 - x0 + self.sigma * (1 - 2 * tc) / (2 * (tc * (1 - tc)).sqrt()) * eps
+        return PathSample(x_t, u_t)
+
+
+Path = AffinePath | BrownianBridgePath
+
+
+def path_to_dict(path: AffinePath | BrownianBridgePath) -> dict[str, Any]:
+    """A JSON description of a path, read back by :func:`path_from_dict`.
+
+    An affine path is ``{"schedule": name, **parameters}`` (e.g. ``{"schedule": "vp",
+    "beta_min": 0.1, "beta_max": 20.0, "eps": 1e-05}``); a bridge is
+    ``{"schedule": "brownian_bridge", "sigma": s}``.
+    """
+    if isinstance(path, BrownianBridgePath):
+        return {"schedule": "brownian_bridge", "sigma": path.sigma}
+    if not isinstance(path, AffinePath):
+        raise ValueError(f"expected an AffinePath or BrownianBridgePath, got {path!r}")
+    names = [name for name, cls in SCHEDULES.items() if type(path.schedule) is cls]
+    if not names:
+        raise ValueError(
+            f"schedule {type(path.schedule).__name__} is not one of the named schedules "
+            f"({', '.join(SCHEDULES)}), so it cannot be saved"
+        )
+    return {"schedule": names[0], **vars(path.schedule)}
+
+
+def path_from_dict(spec: dict[str, Any]) -> AffinePath | BrownianBridgePath:
+    """The path of a :func:`path_to_dict` description (``schedule`` defaults to linear).
+
+    Raises:
+        ValueError: an unknown schedule or bad parameters.
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f"a path must be a mapping with a 'schedule', got {spec!r}")
+    params = dict(spec)
+    name = params.pop("schedule", "linear")
+    if name == "brownian_bridge":
+        return BrownianBridgePath(**params)
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {(*SCHEDULES, 'brownian_bridge')}, got {name!r}")
+    return AffinePath(SCHEDULES[name](**params))

@@ -2,7 +2,7 @@
 
 Reflow (Liu et al. 2023, "Flow straight and fast"): draw noise x0, integrate the trained
 k-rectified flow accurately to its sample x1 = Phi(x0), and train the (k+1)-rectified flow with
-flow matching on those fixed pairs (:class:`~flowmatch.couplings.Pairs`). The coupling of
+flow matching on those fixed pairs (:class:`Pairs`). The coupling of
 the new pairs is deterministic, so the paths of the new flow cross less and are straighter:
 :func:`~flowmatch.metrics.straightness` measures it. Distillation regresses a one-step map
 ``x0 + model(x0, 0) ~ x1`` on the same kind of pairs (flow matching at t = 0 only; see
@@ -21,13 +21,75 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.atomic import atomic_path
-from flowmatch.couplings import Pairs
-from flowmatch.data.tabular import DataError
+from flowmatch.couplings import Coupling
+from flowmatch.errors import DataError
+from flowmatch.flow import as_flow
 from flowmatch.metrics.straightness import straightness
-from flowmatch.sampling import model_velocity
 from flowmatch.solvers import solve_ode
 
-__all__ = ["load_pairs", "reflow_pairs", "save_pairs", "straightness"]
+__all__ = ["Pairs", "load_pairs", "reflow_pairs", "save_pairs", "straightness"]
+
+Triple = tuple[Tensor, Tensor, "Tensor | None"]
+
+
+class Pairs(Coupling):
+    """Fixed, precomputed (x0, x1) pairs, e.g. noise and the sample a flow maps it to (reflow).
+
+    Draw training batches with :meth:`sample`; calling the coupling returns its arguments
+    unchanged (the pairs are already coupled).
+
+    Args:
+        x0: source points, shape (N, *D).
+        x1: their partners, shape (N, *D).
+        cond: optional labels of the pairs, shape (N, ...).
+
+    Raises:
+        ValueError: x0, x1 (and cond) of different lengths or point shapes, or no pairs.
+    """
+
+    def __init__(self, x0: Tensor, x1: Tensor, cond: Tensor | None = None) -> None:
+        if x0.shape[0] != x1.shape[0]:
+            raise ValueError(
+                f"x0 and x1 must hold the same number of pairs, got x0 with {x0.shape[0]} "
+                f"and x1 with {x1.shape[0]}"
+            )
+        if x0.shape != x1.shape:
+            raise ValueError(
+                f"x0 and x1 must have the same shape, got {tuple(x0.shape)} and {tuple(x1.shape)}"
+            )
+        if cond is not None and cond.shape[0] != x0.shape[0]:
+            raise ValueError(
+                f"cond must have one entry per pair ({x0.shape[0]}), got {tuple(cond.shape)}"
+            )
+        if x0.shape[0] == 0:
+            raise ValueError("Pairs needs at least one pair, got 0")
+        self.x0, self.x1, self.cond = x0, x1, cond
+
+    def __len__(self) -> int:
+        return self.x0.shape[0]
+
+    def __repr__(self) -> str:
+        return f"Pairs(n={len(self)}, shape={tuple(self.x0.shape[1:])})"
+
+    def to(self, device: torch.device | str) -> Pairs:
+        """The same pairs on another device."""
+        cond = self.cond.to(device) if self.cond is not None else None
+        return Pairs(self.x0.to(device), self.x1.to(device), cond)
+
+    def sample(self, batch_size: int, *, generator: torch.Generator | None = None) -> Triple:
+        """``batch_size`` pairs drawn uniformly with replacement: (x0, x1, cond)."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        device = generator.device if generator is not None else self.x0.device
+        idx = torch.randint(0, len(self), (batch_size,), generator=generator, device=device)
+        idx = idx.to(self.x0.device)
+        cond = self.cond[idx] if self.cond is not None else None
+        return self.x0[idx], self.x1[idx], cond
+
+    def partner_index(
+        self, x0: Tensor, x1: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor | None:
+        return None  # the pairs are already coupled
 
 
 @torch.no_grad()
@@ -47,8 +109,8 @@ def reflow_pairs(
     """Integrate a flow from each x0 to its sample x1 and return the pairs.
 
     Args:
-        model: a trained model (its prediction kind and path are honoured, see
-            :func:`~flowmatch.sampling.model_velocity`) or a velocity callable ``v(x, t)``.
+        model: a trained model (a :class:`~flowmatch.flow.FlowModel`, whose prediction kind
+            and path are honoured, or a velocity net) or a velocity callable ``v(x, t)``.
         x0: source points, shape (N, *D).
         method: solver; the adaptive dopri5 by default (accurate pairs matter: the next flow
             learns whatever map these pairs describe).
@@ -74,7 +136,7 @@ def reflow_pairs(
         chunk = x0[start : start + batch_size]
         if isinstance(model, nn.Module):
             labels = cond[start : start + batch_size] if cond is not None else None
-            velocity = model_velocity(model, cond=labels, guidance=guidance)
+            velocity = as_flow(model).velocity_field(labels, guidance=guidance)
         else:
             velocity = model
         if method == "dopri5":

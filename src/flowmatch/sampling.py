@@ -1,22 +1,25 @@
-"""Sampling from a trained model: the model -> velocity adapter, ``sample`` and ``encode``.
+"""Sampling from a trained model: ``sample``, ``generate``, ``encode`` and ``interpolate``.
 
-The one place where a model (of any prediction kind, with optional conditioning) becomes the
-plain ``velocity(x, t)`` callable the solvers integrate. t=0 is noise, t=1 data.
+Every function takes a :class:`~flowmatch.flow.FlowModel` (or a plain ``nn.Module``, which
+means a velocity net on the linear path; see :func:`~flowmatch.flow.as_flow`), turns it into
+the field its sampler integrates (:meth:`FlowModel.velocity_field`, the one model-to-velocity
+adapter) and runs a sampler of the registry :data:`flowmatch.solvers.SAMPLERS`. t=0 is the
+source (noise), t=1 the data.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from flowmatch.diffusion import DIFFUSION_METHODS, solve_diffusion
-from flowmatch.models.base import call_model
-from flowmatch.paths import PREDICTION_KINDS, AffinePath
-from flowmatch.sde import NoiseScale, solve_sde
-from flowmatch.solvers import METHODS, ODESolution, solve_ode
+import flowmatch.meanflow  # noqa: F401  (registers the average-velocity sampler)
+from flowmatch.diffusion import DIFFUSION_METHODS
+from flowmatch.flow import FlowModel, as_flow
+from flowmatch.paths import AffinePath, BrownianBridgePath
+from flowmatch.sde import NoiseScale
+from flowmatch.solvers import METHODS, ODESolution, get_sampler, run_sampler, solve_ode
 
 __all__ = [
     "SAMPLE_METHODS",
@@ -34,29 +37,18 @@ __all__ = [
 
 SCORE_METHODS: tuple[str, ...] = ("sde", *DIFFUSION_METHODS)
 """The samplers that need the score (or noise prediction) of a Gaussian path and N(0, I) source:
-the SDE, DDPM and DDIM (the others integrate the flow's ODE)."""
+the SDE, DDPM and DDIM (the others integrate the flow's ODE); those of the registry marked
+``needs_score``."""
 
 SAMPLE_METHODS: tuple[str, ...] = (*METHODS, *SCORE_METHODS)
-"""Every sampler of :func:`generate`: the ODE solvers, the SDE (Euler-Maruyama), DDPM, DDIM."""
+"""The samplers of :func:`generate` for one-time models: the ODE solvers, the SDE
+(Euler-Maruyama), DDPM, DDIM. Two-time (MeanFlow) models take average-velocity jumps."""
 
-
-def _resolve(
-    model: nn.Module, path: AffinePath | None, prediction: str | None
-) -> tuple[AffinePath, str]:
-    """The path and prediction kind: given ones first, then the model's own, then defaults."""
-    if path is None:
-        path = getattr(model, "flow_path", None) or AffinePath()
-    if prediction is None:
-        prediction = getattr(model, "prediction", None) or "velocity"
-    if not isinstance(path, AffinePath):
-        raise ValueError(f"path must be an AffinePath, got {type(path).__name__}")
-    if prediction not in PREDICTION_KINDS:
-        raise ValueError(f"prediction must be one of {PREDICTION_KINDS}, got {prediction!r}")
-    return path, prediction
+Model = FlowModel | nn.Module
 
 
 def guided_prediction(
-    model: nn.Module,
+    model: Model,
     cond: Tensor | None = None,
     *,
     guidance: float | None = None,
@@ -64,20 +56,13 @@ def guided_prediction(
 ) -> Callable[[Tensor, Tensor], Tensor]:
     """The model's prediction ``f(x, t)``, conditional on ``cond`` and optionally guided.
 
-    With a guidance scale w, classifier-free guidance (Ho & Salimans 2022, eq. 6 in our
-    notation) combines the conditional and unconditional predictions,
-    ``f = f(x, t | null) + w (f(x, t | cond) - f(x, t | null))``: w = 1 is the conditional
-    model, w = 0 the unconditional one, w > 1 sharpens the class. Both branches go through
-    one batched forward of 2B points (w = 1 needs only the conditional one, of B). The
-    combination is taken in the model's own prediction kind; every conversion of
-    :meth:`~flowmatch.paths.AffinePath.convert` is affine in the prediction, so it equals
-    guiding the velocity.
+    See :meth:`FlowModel.prediction_field`; ``null_cond`` overrides the model's null class.
 
     Args:
-        model: a conditional model, ``model(x, t, cond=labels)``.
+        model: a conditional model (FlowModel or net), ``model(x, t, cond=labels)``.
         cond: labels, shape (B,) (or (B, ...) for other conditioning); None: unconditional.
         guidance: the scale w, a finite number >= 0; None: no guidance (one forward).
-        null_cond: the label meaning "no label"; the model's ``null_class`` when None.
+        null_cond: the label meaning "no label"; the model's null class when None.
 
     Returns:
         ``f(x, t)`` with x (B, *D), t (B,), returning (B, *D).
@@ -85,34 +70,17 @@ def guided_prediction(
     Raises:
         ValueError: guidance without cond, a bad scale, or no null label known.
     """
-    if guidance is None:
-        return lambda x, t: call_model(model, x, t, cond)
-    if (
-        isinstance(guidance, bool)
-        or not isinstance(guidance, (int, float))
-        or not (math.isfinite(guidance) and guidance >= 0)
-    ):
-        raise ValueError(f"guidance must be a finite number >= 0, got {guidance!r}")
-    if cond is None:
-        raise ValueError("guidance needs labels to guide towards (cond=...)")
-    if null_cond is None:
-        null_cond = getattr(model, "null_class", None)
-    if null_cond is None:
-        raise ValueError(
-            "guidance needs the model's 'no label' value: a model with a null_class attribute "
-            "(fm.models.UNet(num_classes=...)) or null_cond="
+    flow = as_flow(model)
+    if null_cond is not None:
+        flow = FlowModel(
+            flow.net,
+            path=flow.path,
+            prediction=flow.prediction,
+            two_times=flow.two_times,
+            num_classes=flow.num_classes,
+            null_class=null_cond,
         )
-    w = float(guidance)
-    if w == 1.0:  # f(null) + 1 (f(cond) - f(null)) is the conditional prediction: one forward
-        return lambda x, t: call_model(model, x, t, cond)
-    both = torch.cat([cond, torch.full_like(cond, null_cond)])
-
-    def predict(x: Tensor, t: Tensor) -> Tensor:
-        out = call_model(model, torch.cat([x, x]), torch.cat([t, t]), both)
-        conditional, unconditional = out.chunk(2)
-        return unconditional + w * (conditional - unconditional)
-
-    return predict
+    return flow.prediction_field(cond, guidance=guidance)
 
 
 def labels_in_turn(num: int, num_classes: int) -> Tensor:
@@ -134,48 +102,37 @@ def labels_in_turn(num: int, num_classes: int) -> Tensor:
 
 
 def model_velocity(
-    model: nn.Module,
+    model: Model,
     *,
-    path: AffinePath | None = None,
+    path: AffinePath | BrownianBridgePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
     guidance: float | None = None,
 ) -> Callable[[Tensor, Tensor], Tensor]:
-    """Adapt a model into the velocity callable ``v(x, t)`` that the solvers integrate.
+    """The velocity callable ``v(x, t)`` of a model, for the solvers.
 
     Args:
-        model: called as ``model(x_t, t)`` (or with ``cond=``), returning (B, *D).
-        path: the path the model was trained on; the model's ``flow_path`` attribute, else
-            the linear path.
-        prediction: what the model predicts (velocity, x1, x0, epsilon, score); the model's
-            ``prediction`` attribute, else ``velocity``. Non-velocity predictions are converted
-            with :meth:`AffinePath.convert` (see there for the edge times t=0 and t=1).
+        model: a FlowModel, or a net (a velocity net on the linear path unless ``path`` /
+            ``prediction`` say otherwise).
+        path, prediction: override the model's (see :func:`~flowmatch.flow.as_flow`).
         cond: conditioning passed to every call, shape (B, ...).
-        guidance: classifier-free guidance scale (see :func:`guided_prediction`).
+        guidance: classifier-free guidance scale (see :meth:`FlowModel.prediction_field`).
 
     Returns:
-        ``v(x, t)`` with x (B, *D) and t (B,), one model evaluation per call (one batched
-        evaluation of 2B points with guidance).
+        ``v(x, t)`` with x (B, *D) and t (B,), one model evaluation per call.
     """
-    path, prediction = _resolve(model, path, prediction)
-    predict = guided_prediction(model, cond, guidance=guidance)
-    if prediction == "velocity":
-        return predict
-
-    def velocity(x: Tensor, t: Tensor) -> Tensor:
-        return path.convert(predict(x, t), src=prediction, dst="velocity", x_t=x, t=t)
-
-    return velocity
+    flow = as_flow(model, path=path, prediction=prediction)
+    return flow.velocity_field(cond, guidance=guidance)
 
 
 @torch.no_grad()
 def sample(
-    model: nn.Module,
+    model: Model,
     x0: Tensor,
     *,
     steps: int | None = 16,
     method: str = "midpoint",
-    path: AffinePath | None = None,
+    path: AffinePath | BrownianBridgePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
     times: Tensor | None = None,
@@ -240,12 +197,12 @@ def sample(
 
 @torch.no_grad()
 def generate(
-    model: nn.Module,
+    model: Model,
     x0: Tensor,
     *,
     steps: int | None = 16,
     method: str = "midpoint",
-    path: AffinePath | None = None,
+    path: AffinePath | BrownianBridgePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
     times: Tensor | None = None,
@@ -262,82 +219,64 @@ def generate(
     """Samples of a model with the NFE (and trajectory): the sampler behind :func:`sample`,
     the evaluation, the plots and ``flowmatch sample``.
 
-    A two-time (MeanFlow) model takes ``steps`` average-velocity jumps (``method``, ``times``
-    and the tolerances do not apply) unless ``average=False``; any other model is integrated
-    with ``solve_ode(model_velocity(model))``, :func:`~flowmatch.sde.solve_sde` (``sde``) or
-    :func:`~flowmatch.diffusion.solve_diffusion` (``ddpm``, ``ddim``). Arguments as in
+    A two-time (MeanFlow) model takes ``steps`` average-velocity jumps (the ``average``
+    sampler; ``method`` and the tolerances do not apply) unless ``average=False``; any other
+    model's velocity field is integrated by the sampler ``method`` of the registry (ODE
+    solvers through :func:`~flowmatch.solvers.solve_ode`; ``sde``, ``ddpm`` and ``ddim`` on
+    their own grids). The model is checked first (:meth:`FlowModel.check_sampler`): the score
+    samplers need a Gaussian affine path and the N(0, I) source. Arguments as in
     :func:`sample`.
 
     Returns:
         :class:`~flowmatch.solvers.ODESolution` (x at t=1, exact NFE, optional trajectory).
     """
+    flow = as_flow(model, path=path, prediction=prediction)
     if average is None:
-        average = bool(getattr(model, "two_times", False))
+        average = flow.two_times
+    name = "average" if average else method
     if average:
-        from flowmatch.meanflow import solve_average
-
         if guidance is not None:
             raise ValueError("guidance is not supported for average-velocity (MeanFlow) jumps")
-
-        return solve_average(
-            model,
+        steps = steps if steps is not None else 1
+    sampler = get_sampler(name)
+    if (sampler.needs_score or average) and (steps is None or times is not None):
+        raise ValueError(f"method {name!r} takes a number of steps, not a time grid")
+    flow.check_sampler(name, eta=eta)
+    if sampler.field == "average":
+        field = flow.average_field(cond)
+    else:
+        field = flow.velocity_field(cond, guidance=guidance)
+    if name in METHODS:
+        return solve_ode(
+            field,
             x0,
-            steps=steps if steps is not None else 1,
-            cond=cond,
+            steps=None if times is not None else steps,
+            method=name,
+            times=times,
+            atol=atol,
+            rtol=rtol,
             return_trajectory=return_trajectory,
         )
-    if method not in SAMPLE_METHODS:
-        raise ValueError(f"method must be one of {SAMPLE_METHODS}, got {method!r}")
-    if method in SCORE_METHODS:
-        if steps is None or times is not None:
-            raise ValueError(f"method {method!r} takes a number of steps, not a time grid")
-        path, prediction = _resolve(model, path, prediction)
-        if method == "sde":
-            velocity = model_velocity(
-                model, path=path, prediction=prediction, cond=cond, guidance=guidance
-            )
-            return solve_sde(
-                velocity,
-                x0,
-                path=path,
-                steps=steps,
-                noise=noise,
-                generator=generator,
-                return_trajectory=return_trajectory,
-            )
-        return solve_diffusion(
-            guided_prediction(model, cond, guidance=guidance),
-            x0,
-            path=path,
-            kind=prediction,
-            steps=steps,
-            method=method,
-            eta=eta,
-            spacing=spacing,
-            generator=generator,
-            return_trajectory=return_trajectory,
-        )
-    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond, guidance=guidance)
-    return solve_ode(
-        velocity,
+    options = sampler.make_options(path=flow.path, eta=eta, noise=noise, spacing=spacing)
+    return run_sampler(
+        sampler,
+        field,
         x0,
-        steps=None if times is not None else steps,
-        method=method,
-        times=times,
-        atol=atol,
-        rtol=rtol,
+        sampler.times(steps, options),
+        options=options,
+        generator=generator,
         return_trajectory=return_trajectory,
     )
 
 
 @torch.no_grad()
 def sample_sde(
-    model: nn.Module,
+    model: Model,
     x0: Tensor,
     *,
     steps: int = 100,
     noise: NoiseScale = 1.0,
-    path: AffinePath | None = None,
+    path: AffinePath | BrownianBridgePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
     generator: torch.Generator | None = None,
@@ -373,12 +312,12 @@ def sample_sde(
 
 @torch.no_grad()
 def encode(
-    model: nn.Module,
+    model: Model,
     x1: Tensor,
     *,
     steps: int | None = None,
     method: str = "dopri5",
-    path: AffinePath | None = None,
+    path: AffinePath | BrownianBridgePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
     atol: float = 1e-5,
@@ -397,7 +336,7 @@ def encode(
     Returns:
         The noise at t=0, shape (B, *D).
     """
-    velocity = model_velocity(model, path=path, prediction=prediction, cond=cond)
+    velocity = as_flow(model, path=path, prediction=prediction).velocity_field(cond)
     return solve_ode(
         velocity, x1, steps=steps, method=method, t0=1.0, t1=0.0, atol=atol, rtol=rtol
     ).x
@@ -429,14 +368,14 @@ def slerp(z0: Tensor, z1: Tensor, alpha: Tensor) -> Tensor:
 
 @torch.no_grad()
 def interpolate(
-    model: nn.Module,
+    model: Model,
     x_a: Tensor,
     x_b: Tensor,
     *,
     num: int = 8,
     steps: int | None = 16,
     method: str = "midpoint",
-    path: AffinePath | None = None,
+    path: AffinePath | BrownianBridgePath | None = None,
     prediction: str | None = None,
     cond: Tensor | None = None,
     atol: float = 1e-5,

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from flowmatch.paths import AffinePath
-from flowmatch.solvers import ODESolution, time_grid
+from flowmatch.solvers import ODESolution, Sampler, register_sampler, run_sampler, time_grid
 
-__all__ = ["solve_sde"]
+__all__ = ["SDEOptions", "solve_sde"]
 
 NoiseScale = float | Callable[[Tensor], Tensor]
 
@@ -56,6 +57,61 @@ def _diffusion(path: AffinePath, noise: NoiseScale) -> Callable[[Tensor, Tensor]
     return g
 
 
+@dataclass(frozen=True)
+class SDEOptions:
+    """Options of the ``sde`` sampler.
+
+    Attributes:
+        path: the Gaussian affine path the velocity belongs to (for the score).
+        noise: g(t) = noise * sigma_t for a number >= 0 (vanishing at the data end, where the
+            score diverges), or a callable ``g(t)`` returning (B,) for t (B,).
+    """
+
+    path: AffinePath
+    noise: NoiseScale = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, AffinePath):
+            raise ValueError(
+                f"the SDE needs the score of a Gaussian affine path, got path {self.path!r}"
+            )
+        _diffusion(self.path, self.noise)  # checks the noise scale
+
+
+def _euler_maruyama(
+    velocity: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    times: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, Tensor], None] | None = None,
+    options: SDEOptions | None = None,
+) -> ODESolution:
+    """The ``run`` of the ``sde`` sampler (see :func:`solve_sde`); one evaluation per step."""
+    if options is None:
+        raise ValueError("the sde sampler needs SDEOptions(path, noise)")
+    g_of = _diffusion(options.path, options.noise)
+    batch = x.shape[0]
+    steps = times.shape[0] - 1
+    for k in range(steps):
+        t = times[k].to(x.dtype).expand(batch).to(x.device)
+        h = float(times[k + 1] - times[k])
+        v = velocity(x, t)
+        g = g_of(t, x)
+        if bool((g != 0).any()):
+            score = options.path.convert(v, src="velocity", dst="score", x_t=x, t=t)
+            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + h * (v + 0.5 * g * g * score) + g * math.sqrt(h) * z
+        else:
+            x = x + h * v
+        if callback is not None:
+            callback(k + 1, x)
+    return ODESolution(x=x, nfe=steps, times=times.to(x.dtype))
+
+
+register_sampler(Sampler("sde", _euler_maruyama, options=SDEOptions, needs_score=True))
+
+
 def solve_sde(
     velocity: Callable[[Tensor, Tensor], Tensor],
     x_init: Tensor,
@@ -68,41 +124,32 @@ def solve_sde(
 ) -> ODESolution:
     """Integrate the flow's marginal-preserving SDE from t = 0 to t = 1 with Euler-Maruyama.
 
-    Each of the ``steps`` uniform steps of size h evaluates the velocity once at its left end
-    t_k and takes ``x += h (v + g^2 / 2 score) + g sqrt(h) z``, z ~ N(0, I), with the score
-    converted from v on ``path`` (Gaussian source). With ``noise=0`` this is exactly Euler on
-    the ODE.
+    Each of the ``steps`` uniform steps of size h (:func:`~flowmatch.solvers.time_grid`)
+    evaluates the velocity once at its left end t_k and takes
+    ``x += h (v + g^2 / 2 score) + g sqrt(h) z``, z ~ N(0, I), with the score converted from v
+    on ``path`` (Gaussian source). With ``noise=0`` this is exactly Euler on the ODE.
 
     Args:
         velocity: ``v(x, t)``, x (B, *D), t (B,).
         x_init: samples of the source at t = 0, (B, *D).
         path: the Gaussian affine path the velocity belongs to.
         steps: number of steps (= NFE), >= 1.
-        noise: g(t) = noise * sigma_t for a number >= 0 (vanishing at the data end, where the
-            score diverges), or a callable ``g(t)`` returning (B,) for t (B,).
+        noise: g(t) = noise * sigma_t for a number >= 0, or a callable ``g(t)`` (see
+            :class:`SDEOptions`).
         generator: torch RNG of the Brownian increments.
         return_trajectory: also return the states at the grid times.
 
     Returns:
         :class:`~flowmatch.solvers.ODESolution` with x at t = 1 and nfe = steps.
     """
-    g_of = _diffusion(path, noise)
+    options = SDEOptions(path, noise)
     times = time_grid(steps, dtype=torch.float64)
-    x = x_init
-    batch = x.shape[0]
-    states = [x] if return_trajectory else None
-    for k in range(steps):
-        t = times[k].to(x.dtype).expand(batch).to(x.device)
-        h = float(times[k + 1] - times[k])
-        v = velocity(x, t)
-        g = g_of(t, x)
-        if bool((g != 0).any()):
-            score = path.convert(v, src="velocity", dst="score", x_t=x, t=t)
-            z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            x = x + h * (v + 0.5 * g * g * score) + g * math.sqrt(h) * z
-        else:
-            x = x + h * v
-        if states is not None:
-            states.append(x)
-    trajectory = torch.stack(states) if states is not None else None
-    return ODESolution(x=x, nfe=steps, times=times.to(x.dtype), trajectory=trajectory)
+    return run_sampler(
+        "sde",
+        velocity,
+        x_init,
+        times,
+        options=options,
+        generator=generator,
+        return_trajectory=return_trajectory,
+    )

@@ -1,23 +1,51 @@
-"""ODE solvers for dx/dt = velocity(x, t): explicit Runge-Kutta on a time grid, and dopri5.
+"""ODE solvers for dx/dt = velocity(x, t), and the registry every sampler of flowmatch is in.
 
 Solvers take a plain callable ``velocity(x, t)`` with x of shape (B, *D) and t of shape (B,),
-never a model (see :mod:`flowmatch.sampling` for the adapter). Integration runs from t0 to t1
-in either direction: t0=0, t1=1 takes noise to data, t0=1, t1=0 data to noise. Every result
-carries the exact number of velocity evaluations (NFE).
+never a model (:class:`flowmatch.flow.FlowModel` is the adapter). Integration runs from t0
+to t1 in either direction: t0=0, t1=1 takes noise to data, t0=1, t1=0 data to noise. Every
+result carries the exact number of velocity evaluations (NFE).
+
+**The sampler registry.** Every sampler, ODE or not, is a :class:`Sampler` in
+:data:`SAMPLERS` with one signature::
+
+    run(field, x0, times, *, generator=None, callback=None, options=None) -> ODESolution
+
+``field`` is the velocity callable (an average-velocity callable ``u(x, r, t)`` for
+MeanFlow's jumps), ``times`` the grid from :func:`time_grid` (or the timesteps of a DDPM
+schedule), ``options`` a small per-method dataclass (:class:`AdaptiveOptions` here; the SDE's
+and DDPM/DDIM's live in :mod:`flowmatch.sde` and :mod:`flowmatch.diffusion`), and
+``callback(k, x)`` is called with the state after each step k = 1..N. :func:`run_sampler`
+adds the trajectory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["METHODS", "ODESolution", "RungeKutta", "nfe_of", "solve_ode", "time_grid"]
+__all__ = [
+    "METHODS",
+    "SAMPLERS",
+    "AdaptiveOptions",
+    "ODESolution",
+    "RungeKutta",
+    "Sampler",
+    "get_sampler",
+    "nfe_of",
+    "register_sampler",
+    "run_sampler",
+    "solve_ode",
+    "time_grid",
+]
 
 VelocityFn = Callable[[Tensor, Tensor], Tensor]
+StepCallback = Callable[[int, Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -54,12 +82,12 @@ METHODS: dict[str, RungeKutta | None] = {
     ),
     "dopri5": None,  # adaptive Dormand-Prince 5(4), through torchdiffeq
 }
-"""Solver methods by name; fixed-step ones as Butcher tableaus, ``dopri5`` adaptive."""
+"""The ODE solvers by name; fixed-step ones as Butcher tableaus, ``dopri5`` adaptive."""
 
 
 @dataclass
 class ODESolution:
-    """The result of :func:`solve_ode`.
+    """The result of a sampler.
 
     Attributes:
         x: the state at the final time, shape (B, *D).
@@ -72,6 +100,31 @@ class ODESolution:
     nfe: int
     times: Tensor
     trajectory: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class AdaptiveOptions:
+    """Options of the adaptive dopri5 solver.
+
+    Attributes:
+        atol, rtol: error tolerances, > 0.
+        error_norm: ``batch`` (the RMS error over the whole batch, torchdiffeq's default:
+            cheapest, but a point's accuracy depends on the other points in its batch) or
+            ``per_sample`` (the worst point's RMS: every point meets the tolerances, at the
+            cost of more steps).
+    """
+
+    atol: float = 1e-5
+    rtol: float = 1e-5
+    error_norm: str = "batch"
+
+    def __post_init__(self) -> None:
+        if not (self.atol > 0 and self.rtol > 0):
+            raise ValueError(
+                f"atol and rtol must be > 0, got atol={self.atol!r}, rtol={self.rtol!r}"
+            )
+        if self.error_norm not in ("batch", "per_sample"):
+            raise ValueError(f"error_norm must be 'batch' or 'per_sample', got {self.error_norm!r}")
 
 
 def time_grid(
@@ -99,18 +152,117 @@ def time_grid(
     return grid.to(dtype)
 
 
+@dataclass(frozen=True)
+class Sampler:
+    """A sampling method of the registry.
+
+    Attributes:
+        name: its name (``method=`` everywhere).
+        run: ``run(field, x0, times, *, generator, callback, options) -> ODESolution``.
+        options: the dataclass of its options, or None when it has none.
+        stages: field evaluations per step (NFE = stages x steps); None when adaptive.
+        field: what ``run`` integrates: ``velocity`` (v(x, t)) or ``average`` (MeanFlow's
+            u(x, r, t)).
+        needs_score: whether it uses the score of a Gaussian path (SDE, DDPM, DDIM): then the
+            model's path must be Gaussian affine and its source N(0, I).
+        grid: ``grid(steps, options) -> times`` (float64, from 0 to 1); None: :func:`time_grid`.
+    """
+
+    name: str
+    run: Callable[..., ODESolution]
+    options: type | None = None
+    stages: int | None = 1
+    field: str = "velocity"
+    needs_score: bool = False
+    grid: Callable[[int, Any], Tensor] | None = None
+
+    def times(self, steps: int, options: Any = None) -> Tensor:
+        """The float64 grid of ``steps`` steps from 0 (source) to 1 (data)."""
+        if self.grid is not None:
+            return self.grid(steps, options)
+        return time_grid(steps, dtype=torch.float64)
+
+    def make_options(self, **settings: Any) -> Any:
+        """Its options object from whichever of ``settings`` it has fields for; None when it
+        takes no options. Raises ValueError for a bad value."""
+        if self.options is None:
+            return None
+        names = {f.name for f in dataclasses.fields(self.options)}
+        return self.options(**{k: v for k, v in settings.items() if k in names})
+
+
+SAMPLERS: dict[str, Sampler] = {}
+"""Every sampler by name, in order: the ODE solvers, then those of sde, diffusion, meanflow."""
+
+
+def register_sampler(sampler: Sampler) -> Sampler:
+    """Add a sampler to :data:`SAMPLERS` (an error if another one has its name)."""
+    old = SAMPLERS.get(sampler.name)
+    if old is not None and old.run is not sampler.run:
+        raise ValueError(f"a sampler named {sampler.name!r} is already registered")
+    SAMPLERS[sampler.name] = sampler
+    return sampler
+
+
+def _ensure_builtin() -> None:
+    # The samplers of these modules register themselves when imported.
+    import flowmatch.diffusion
+    import flowmatch.meanflow
+    import flowmatch.sde  # noqa: F401
+
+
+def get_sampler(name: str) -> Sampler:
+    """The registered sampler called ``name``.
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    if name not in SAMPLERS:
+        _ensure_builtin()
+    if name not in SAMPLERS:
+        raise ValueError(f"method must be one of {tuple(SAMPLERS)}, got {name!r}")
+    return SAMPLERS[name]
+
+
+def run_sampler(
+    sampler: Sampler | str,
+    field: Callable[..., Tensor],
+    x0: Tensor,
+    times: Tensor,
+    *,
+    options: Any = None,
+    generator: torch.Generator | None = None,
+    return_trajectory: bool = False,
+) -> ODESolution:
+    """Run a sampler over a grid, optionally keeping the states at every grid time.
+
+    Args:
+        sampler: a :class:`Sampler` or its name.
+        field: what the sampler integrates (see :attr:`Sampler.field`).
+        x0: the state at ``times[0]``, shape (B, *D).
+        times: the grid, shape (N+1,).
+        options: the sampler's options object.
+        generator: torch RNG of stochastic samplers.
+        return_trajectory: also return the states at ``times``, shape (N+1, B, *D).
+
+    Returns:
+        :class:`ODESolution` with the final state and the exact NFE.
+    """
+    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
+    states = [x0] if return_trajectory else None
+    callback = (lambda _k, x: states.append(x)) if states is not None else None
+    res = sampler.run(field, x0, times, generator=generator, callback=callback, options=options)
+    if states is not None:
+        res.trajectory = torch.stack(states)
+    return res
+
+
 def nfe_of(method: str, steps: int) -> int:
     """The NFE a fixed-step method spends on ``steps`` steps (stages x steps)."""
-    tableau = _tableau(method)
-    if tableau is None:
+    stages = get_sampler(method).stages
+    if stages is None:
         raise ValueError(f"method {method!r} is adaptive: its NFE is known only after solving")
-    return tableau.stages * steps
-
-
-def _tableau(method: str) -> RungeKutta | None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
-    return METHODS[method]
+    return stages * steps
 
 
 def _check_grid(times: Tensor) -> None:
@@ -149,10 +301,8 @@ def solve_ode(
         times: a custom strictly monotone grid (N+1,) instead of ``steps``/``t0``/``t1``.
         atol, rtol: tolerances of dopri5 (ignored by fixed-step methods).
         return_trajectory: also return the states at every grid time.
-        error_norm: how dopri5 measures a step's error against the tolerances: ``batch`` (the
-            RMS over the whole batch, torchdiffeq's default: cheapest, but a point's accuracy
-            depends on the other points in its batch) or ``per_sample`` (the worst point's
-            RMS: every point meets the tolerances, at the cost of more steps).
+        error_norm: dopri5's error measure, ``batch`` or ``per_sample`` (see
+            :class:`AdaptiveOptions`).
 
     Returns:
         :class:`ODESolution` with the final state, the exact NFE and optionally the trajectory.
@@ -162,16 +312,16 @@ def solve_ode(
         >>> res = solve_ode(lambda x, t: -x, torch.ones(3, 2), steps=100, method="rk4")
         >>> res.x  # ~ exp(-1)
     """
-    tableau = _tableau(method)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {tuple(METHODS)}, got {method!r}")
+    adaptive = METHODS[method] is None
     if not isinstance(x_init, Tensor) or x_init.ndim < 1:
         raise ValueError("x_init must be a tensor of shape (B, *D)")
     if times is None:
+        if steps is None and not adaptive:
+            raise ValueError("steps is required for a fixed-step method (or give times=)")
         grid = time_grid(
-            1 if (steps is None and tableau is None) else _require_steps(steps),
-            t0=t0,
-            t1=t1,
-            device=x_init.device,
-            dtype=x_init.dtype,
+            1 if steps is None else steps, t0=t0, t1=t1, device=x_init.device, dtype=x_init.dtype
         )
     else:
         if steps is not None:
@@ -180,67 +330,68 @@ def solve_ode(
         _check_grid(grid)
     if error_norm not in ("batch", "per_sample"):
         raise ValueError(f"error_norm must be 'batch' or 'per_sample', got {error_norm!r}")
-    if tableau is None:
-        return _solve_dopri5(velocity, x_init, grid, atol, rtol, return_trajectory, error_norm)
-    return _solve_fixed(velocity, x_init, grid, tableau, return_trajectory)
+    options = AdaptiveOptions(atol, rtol, error_norm) if adaptive else None
+    return run_sampler(
+        method, velocity, x_init, grid, options=options, return_trajectory=return_trajectory
+    )
 
 
-def _require_steps(steps: int | None) -> int:
-    if steps is None:
-        raise ValueError("steps is required for a fixed-step method (or give times=)")
-    return steps
+def _runge_kutta(tableau: RungeKutta) -> Callable[..., ODESolution]:
+    """The ``run`` of a fixed-step method: explicit Runge-Kutta steps over the grid."""
+
+    def run(
+        velocity: VelocityFn,
+        x: Tensor,
+        times: Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+        options: None = None,
+    ) -> ODESolution:
+        grid = times.to(device=x.device, dtype=x.dtype)
+        batch = x.shape[0]
+        nfe = 0
+        for k, (t_n, t_next) in enumerate(itertools.pairwise(grid.tolist()), start=1):
+            h = t_next - t_n
+            ks: list[Tensor] = []
+            for c_i, a_i in zip(tableau.c, tableau.a, strict=False):
+                x_stage = x
+                for a_ij, k_j in zip(a_i, ks, strict=False):
+                    if a_ij != 0.0:
+                        x_stage = x_stage.add(k_j, alpha=h * a_ij)
+                t = torch.full((batch,), t_n + c_i * h, device=x.device, dtype=x.dtype)
+                v = velocity(x_stage, t)
+                if nfe == 0 and v.shape != x.shape:
+                    raise ValueError(
+                        f"velocity returned shape {tuple(v.shape)} for a state of shape "
+                        f"{tuple(x.shape)}"
+                    )
+                nfe += 1
+                ks.append(v)
+            for b_i, k_i in zip(tableau.b, ks, strict=False):
+                if b_i != 0.0:
+                    x = x.add(k_i, alpha=h * b_i)
+            if callback is not None:
+                callback(k, x)
+        return ODESolution(x=x, nfe=nfe, times=grid)
+
+    return run
 
 
-def _solve_fixed(
+def _dopri5(
     velocity: VelocityFn,
     x: Tensor,
-    grid: Tensor,
-    tableau: RungeKutta,
-    return_trajectory: bool,
+    times: Tensor,
+    *,
+    generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
+    options: AdaptiveOptions | None = None,
 ) -> ODESolution:
-    batch = x.shape[0]
-    t_list = grid.tolist()
-    states = [x] if return_trajectory else None
-    nfe = 0
-    for t_n, t_next in itertools.pairwise(t_list):
-        h = t_next - t_n
-        ks: list[Tensor] = []
-        for c_i, a_i in zip(tableau.c, tableau.a, strict=False):
-            x_stage = x
-            for a_ij, k_j in zip(a_i, ks, strict=False):
-                if a_ij != 0.0:
-                    x_stage = x_stage.add(k_j, alpha=h * a_ij)
-            t = torch.full((batch,), t_n + c_i * h, device=x.device, dtype=x.dtype)
-            k = velocity(x_stage, t)
-            if nfe == 0 and k.shape != x.shape:
-                raise ValueError(
-                    f"velocity returned shape {tuple(k.shape)} for a state of shape "
-                    f"{tuple(x.shape)}"
-                )
-            nfe += 1
-            ks.append(k)
-        for b_i, k_i in zip(tableau.b, ks, strict=False):
-            if b_i != 0.0:
-                x = x.add(k_i, alpha=h * b_i)
-        if states is not None:
-            states.append(x)
-    trajectory = torch.stack(states) if states is not None else None
-    return ODESolution(x=x, nfe=nfe, times=grid, trajectory=trajectory)
-
-
-def _solve_dopri5(
-    velocity: VelocityFn,
-    x: Tensor,
-    grid: Tensor,
-    atol: float,
-    rtol: float,
-    return_trajectory: bool,
-    error_norm: str = "batch",
-) -> ODESolution:
+    """Adaptive Dormand-Prince 5(4) through torchdiffeq; states at every grid time."""
     from torchdiffeq import odeint  # imported here: only the adaptive solver needs it
 
-    if not (atol > 0 and rtol > 0):
-        raise ValueError(f"atol and rtol must be > 0, got atol={atol!r}, rtol={rtol!r}")
+    opts = options if options is not None else AdaptiveOptions()
+    grid = times.to(device=x.device, dtype=x.dtype)
     batch = x.shape[0]
     nfe = 0
 
@@ -259,8 +410,18 @@ def _solve_dopri5(
     # (1% of the span, then adapted) replaces torchdiffeq's initial-step probe, which can
     # evaluate far beyond the end.
     span = abs(float(grid[-1] - grid[0]))
-    options: dict[str, object] = {"step_t": grid[-1:], "first_step": 0.01 * span}
-    if error_norm == "per_sample":
-        options["norm"] = lambda r: r.reshape(batch, -1).pow(2).mean(1).sqrt().max()
-    ys = odeint(rhs, x, grid, method="dopri5", atol=atol, rtol=rtol, options=options)
-    return ODESolution(x=ys[-1], nfe=nfe, times=grid, trajectory=ys if return_trajectory else None)
+    settings: dict[str, object] = {"step_t": grid[-1:], "first_step": 0.01 * span}
+    if opts.error_norm == "per_sample":
+        settings["norm"] = lambda r: r.reshape(batch, -1).pow(2).mean(1).sqrt().max()
+    ys = odeint(rhs, x, grid, method="dopri5", atol=opts.atol, rtol=opts.rtol, options=settings)
+    if callback is not None:
+        for k in range(1, ys.shape[0]):
+            callback(k, ys[k])
+    return ODESolution(x=ys[-1], nfe=nfe, times=grid)
+
+
+for _name, _tableau in METHODS.items():
+    if _tableau is None:
+        register_sampler(Sampler(_name, _dopri5, options=AdaptiveOptions, stages=None))
+    else:
+        register_sampler(Sampler(_name, _runge_kutta(_tableau), stages=_tableau.stages))

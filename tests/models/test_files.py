@@ -87,6 +87,7 @@ def test_files_without_time_frequency_load_with_the_old_embedding(tmp_path):
     )
     save_model(tmp_path / "model", spec, old, old)
     loaded = fm.load(tmp_path)
-    assert loaded.time_frequency == 1000.0
+    assert isinstance(loaded, fm.FlowModel) and loaded.two_times
+    assert loaded.net.time_frequency == 1000.0
     x, t = torch.randn(5, 2), torch.rand(5)
     torch.testing.assert_close(loaded(x, t, t_end=t + 0.2), old(x, t, t_end=t + 0.2))

@@ -1,4 +1,6 @@
-"""Tests of the run-config schema: defaults, round trips, overrides and one-line errors."""
+"""Tests of the run-config schema: defaults, round trips, overrides and one-line errors; the
+union sections (path, coupling, time, objective, model), old run configs and registered
+models."""
 
 from __future__ import annotations
 
@@ -9,15 +11,37 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
+from torch import nn
 
+from flowmatch.models import registry
 from flowmatch.train.config import (
     ConfigError,
+    ConstantTimeConfig,
+    CosinePathConfig,
+    CustomModelConfig,
+    DDPMPathConfig,
+    DiscreteTimeConfig,
+    FlowMatchingObjectiveConfig,
+    IndependentCouplingConfig,
+    LinearPathConfig,
+    LogitNormalTimeConfig,
+    MeanFlowObjectiveConfig,
+    MinibatchOTConfig,
+    MLPConfig,
+    PolynomialPathConfig,
     RunConfig,
+    SchrodingerBridgeConfig,
+    ShiftedTimeConfig,
+    UNetConfig,
+    UniformTimeConfig,
+    VEPathConfig,
+    VPPathConfig,
     apply_overrides,
     config_from_dict,
     config_to_dict,
     dump_config,
     load_config,
+    with_absolute_paths,
 )
 
 SECTIONS = [
@@ -32,26 +56,44 @@ SECTIONS = [
     "sample",
     "eval",
 ]
+UNION_TAGS = {
+    "model": "name",
+    "path": "schedule",
+    "coupling": "name",
+    "time": "sampler",
+    "objective": "name",
+}
 
-# Every key set to a value other than its default.
+
+@registry.register("testnet")
+class TinyNet(nn.Module):
+    """A registered network that takes keys no built-in model has."""
+
+    def __init__(self, dim: int = 2, width: int = 8, blocks: list[int] | None = None) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, width), nn.SiLU(), nn.Linear(width, dim))
+
+    def forward(self, x, t, cond=None):
+        return self.net(x)
+
+
+# Every key set to a value other than its default (data.pairs needs the independent coupling:
+# VARIANT_YAMLS has it, and the keys of the variants not chosen here).
 FULL_YAML = """\
 data:
   name: moons
   source: {name: 8gaussians}
   num_train: 1234
   num_holdout: 321
-  pairs: runs/reflow/pairs.safetensors
   image_size: 16
   channels: 3
 model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, time_frequency: 5.0,
-        init: runs/base, channels: 16, multipliers: [1, 2, 2], res_blocks: 2, attention: [4],
-        groups: 4, dropout: 0.1}
-path: {schedule: vp, beta_min: 0.2, beta_max: 10.0, sigma_min: 0.02, sigma_max: 80.0, n: 3.0,
-       timesteps: 500, betas: cosine, beta_start: 2.0e-4, beta_end: 0.03}
-coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1, sigma: 0.0}
-time: {sampler: logit_normal, mean: -0.5, std: 1.5, shift: 3.0, value: 0.5}
-objective: {name: meanflow, prediction: x1, ratio_distinct: 0.3, adaptive_p: 0.5,
-            cond_dropout: 0.2, tangent: model, time_pairs: gap}
+        init: runs/base}
+path: {schedule: vp, beta_min: 0.2, beta_max: 10.0}
+coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1}
+time: {sampler: logit_normal, mean: -0.5, std: 1.5}
+objective: {name: meanflow, ratio_distinct: 0.3, adaptive_p: 0.5, cond_dropout: 0.2,
+            tangent: model, time_pairs: gap}
 optim:
   lr: 3e-4
   weight_decay: 1.0e-2
@@ -73,6 +115,203 @@ train:
 sample: {steps: 4, method: rk4, eta: 0.5, noise: 0.7, guidance: 1.5}
 eval: {steps: [1, 3], methods: [heun, dopri5], num_samples: 100, draws: 2}
 """
+
+# The other variants of the union sections, each key away from its default.
+VARIANT_YAMLS = [
+    "data: {name: digits}\n"
+    "model: {name: unet, channels: 16, multipliers: [1, 2, 2], res_blocks: 2, attention: [4],\n"
+    "        groups: 4, dropout: 0.1, time_embed_dim: 32, time_frequency: 5.0, init: runs/b}\n"
+    "objective: {name: flow_matching, prediction: x1, cond_dropout: 0.2}\n",
+    "path: {schedule: ddpm, timesteps: 500, betas: cosine, beta_start: 2.0e-4, beta_end: 0.03}\n"
+    "time: {sampler: discrete}\n",
+    "path: {schedule: ve, sigma_min: 0.02, sigma_max: 80.0}\n"
+    "coupling: {name: schrodinger_bridge, sigma: 0.0}\n"
+    "time: {sampler: shifted, shift: 3.0}\n",
+    "path: {schedule: polynomial, n: 3.0}\n"
+    "time: {sampler: constant, value: 0.5}\n"
+    "data: {pairs: runs/reflow/pairs.safetensors}\n",
+    "path: {schedule: cosine}\n",
+    "model: {name: testnet, width: 16, blocks: [1, 2], hidden: 256, init: runs/base}\n",
+]
+
+# `config.yaml` of runs written before the union sections: every key of every variant.
+# Written by the flat config (git history) for the configs and overrides named.
+LEGACY_DUMPS = {
+    # the defaults
+    "defaults": """\
+data: {name: checkerboard, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: linear, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: independent, method: exact, reg: 0.05, sigma: 0.5}
+time: {sampler: uniform, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: velocity, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.001, weight_decay: 0.0, warmup_steps: 0, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 20000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 2000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 16, method: midpoint, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [1, 2, 4, 8, 16], methods: [euler, midpoint], num_samples: 5000,
+  draws: 5}
+""",
+    # configs/ddpm.yaml
+    "ddpm": """\
+data: {name: checkerboard, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: ddpm, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: independent, method: exact, reg: 0.05, sigma: 0.5}
+time: {sampler: discrete, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: epsilon, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.001, weight_decay: 0.0, warmup_steps: 0, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 20000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 5000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 50, method: ddim, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [1, 2, 4, 8, 16, 32], methods: [ddim, ddpm], num_samples: 2000,
+  draws: 5}
+""",
+    # configs/digits.yaml
+    "digits": """\
+data: {name: digits, path: null, images: null, labels: null, image_size: 32, channels: 1,
+  pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: unet, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: linear, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: independent, method: exact, reg: 0.05, sigma: 0.5}
+time: {sampler: uniform, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: velocity, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.002, weight_decay: 0.0, warmup_steps: 200, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 3000, batch_size: 128, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 1000000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 4, method: midpoint, eta: 0.0, noise: 1.0, guidance: 1.0}
+eval: {steps: [1, 2, 4, 8], methods: [euler, midpoint], num_samples: 5000, draws: 2}
+""",
+    # configs/cosine_x1.yaml
+    "cosine_x1": """\
+data: {name: spirals, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: cosine, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: independent, method: exact, reg: 0.05, sigma: 0.5}
+time: {sampler: uniform, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: x1, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.002, weight_decay: 0.0, warmup_steps: 200, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 10000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 5000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 16, method: midpoint, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [2, 4, 8, 16], methods: [midpoint], num_samples: 2000, draws: 5}
+""",
+    # the defaults --set objective.name=meanflow
+    "meanflow": """\
+data: {name: checkerboard, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: linear, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: independent, method: exact, reg: 0.05, sigma: 0.5}
+time: {sampler: uniform, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: meanflow, prediction: velocity, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.001, weight_decay: 0.0, warmup_steps: 0, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 20000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 2000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 16, method: midpoint, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [1, 2, 4, 8, 16], methods: [euler, midpoint], num_samples: 5000,
+  draws: 5}
+""",
+    # the defaults --set coupling.name=minibatch_ot --set coupling.method=sinkhorn
+    "minibatch_ot": """\
+data: {name: checkerboard, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: linear, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.05, sigma: 0.5}
+time: {sampler: uniform, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: velocity, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.001, weight_decay: 0.0, warmup_steps: 0, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 20000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 2000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 16, method: midpoint, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [1, 2, 4, 8, 16], methods: [euler, midpoint], num_samples: 5000,
+  draws: 5}
+""",
+    # the defaults --set coupling.name=schrodinger_bridge --set coupling.sigma=0.2
+    "schrodinger_bridge": """\
+data: {name: checkerboard, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: linear, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: schrodinger_bridge, method: exact, reg: 0.05, sigma: 0.2}
+time: {sampler: uniform, mean: 0.0, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: velocity, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.001, weight_decay: 0.0, warmup_steps: 0, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 20000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 2000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 16, method: midpoint, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [1, 2, 4, 8, 16], methods: [euler, midpoint], num_samples: 5000,
+  draws: 5}
+""",
+    # the defaults --set time.sampler=logit_normal --set time.mean=-0.5
+    "logit_normal": """\
+data: {name: checkerboard, path: null, images: null, labels: null, image_size: 32,
+  channels: 1, pairs: null, source: null, num_train: 100000, num_holdout: 5000}
+model: {name: mlp, hidden: 256, depth: 3, activation: silu, time_embed_dim: 64,
+  time_frequency: null, init: null, channels: 32, multipliers: [1, 2], res_blocks: 1,
+  attention: [], groups: 8, dropout: 0.0}
+path: {schedule: linear, beta_min: 0.1, beta_max: 20.0, sigma_min: 0.01, sigma_max: 50.0,
+  n: 2.0, timesteps: 1000, betas: linear, beta_start: 0.0001, beta_end: 0.02}
+coupling: {name: independent, method: exact, reg: 0.05, sigma: 0.5}
+time: {sampler: logit_normal, mean: -0.5, std: 1.0, shift: 1.0, value: 0.0}
+objective: {name: flow_matching, prediction: velocity, cond_dropout: 0.1, ratio_distinct: 0.5,
+  adaptive_p: 0.0, tangent: conditional, time_pairs: ordered}
+optim: {lr: 0.001, weight_decay: 0.0, warmup_steps: 0, grad_clip: 1.0, betas: [
+  0.9, 0.999]}
+train: {steps: 20000, batch_size: 256, ema_decay: 0.999, seed: 0, checkpoint_every: 1000,
+  eval_every: 2000, log_every: 100, device: auto, precision: fp32, compile: false,
+  tensorboard: false}
+sample: {steps: 16, method: midpoint, eta: 0.0, noise: 1.0, guidance: null}
+eval: {steps: [1, 2, 4, 8, 16], methods: [euler, midpoint], num_samples: 5000,
+  draws: 5}
+""",
+}
 
 
 def write(tmp_path: Path, text: str, name: str = "run.yaml") -> Path:
@@ -104,20 +343,13 @@ def test_empty_file_gives_all_defaults(tmp_path: Path, text: str) -> None:
     assert list(config_to_dict(cfg)) == SECTIONS
     assert cfg.data.name == "checkerboard" and cfg.data.path is None and cfg.data.source is None
     assert (cfg.data.num_train, cfg.data.num_holdout) == (100_000, 5_000)
-    assert (cfg.model.name, cfg.model.hidden, cfg.model.depth) == ("mlp", 256, 3)
-    assert (cfg.model.activation, cfg.model.time_embed_dim) == ("silu", 64)
-    assert cfg.path.schedule == "linear"
-    assert (cfg.path.beta_min, cfg.path.beta_max, cfg.path.n) == (0.1, 20.0, 2.0)
-    assert (cfg.path.sigma_min, cfg.path.sigma_max) == (0.01, 50.0)
-    assert (cfg.coupling.name, cfg.coupling.method) == ("independent", "exact")
-    assert (cfg.coupling.reg, cfg.coupling.sigma) == (0.05, 0.5)
-    assert (cfg.time.sampler, cfg.time.mean, cfg.time.std, cfg.time.shift) == (
-        "uniform",
-        0.0,
-        1.0,
-        1.0,
-    )
-    assert cfg.objective.prediction == "velocity"
+    assert cfg.model == MLPConfig() and (cfg.model.name, cfg.model.hidden) == ("mlp", 256)
+    assert (cfg.model.depth, cfg.model.activation, cfg.model.time_embed_dim) == (3, "silu", 64)
+    assert cfg.path == LinearPathConfig() and cfg.path.schedule == "linear"
+    assert cfg.coupling == IndependentCouplingConfig() and cfg.coupling.name == "independent"
+    assert cfg.time == UniformTimeConfig() and cfg.time.sampler == "uniform"
+    assert cfg.objective == FlowMatchingObjectiveConfig()
+    assert (cfg.objective.name, cfg.objective.prediction) == ("flow_matching", "velocity")
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.warmup_steps) == (1e-3, 0.0, 0)
     assert cfg.optim.grad_clip == 1.0 and cfg.optim.betas == (0.9, 0.999)
     train = cfg.train
@@ -157,16 +389,21 @@ def test_full_yaml_round_trip(tmp_path: Path) -> None:
     defaults = config_to_dict(RunConfig())
     got = config_to_dict(cfg)
     for section in SECTIONS:
+        # a union section's keys against its variant's defaults, its tag against the default's
+        base = type(getattr(cfg, section))().model_dump(mode="json")
+        if section in UNION_TAGS:
+            base[UNION_TAGS[section]] = defaults[section][UNION_TAGS[section]]
         for key, value in got[section].items():
             # data.name, data.path and data.images exclude each other (data.labels goes
-            # with images); model.name picks which of the model keys apply
+            # with images); data.pairs needs the independent coupling, and points the mlp
             if (section, key) not in {
                 ("data", "path"),
                 ("data", "images"),
                 ("data", "labels"),
+                ("data", "pairs"),
                 ("model", "name"),
             }:
-                assert value != defaults[section][key], f"{section}.{key} kept its default"
+                assert value != base[key], f"{section}.{key} kept its default"
     assert cfg.optim.lr == 3e-4 and cfg.optim.betas == (0.8, 0.95)
 
     out = tmp_path / "out" / "config.yaml"
@@ -232,7 +469,8 @@ def test_failed_dump_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Monk
         ("eval.methods=[rk4, heun]", "eval", "methods", ["rk4", "heun"]),
         ("eval.methods=euler", "eval", "methods", ["euler"]),
         ("path.schedule=cosine", "path", "schedule", "cosine"),
-        (" time.mean = -1.5", "time", "mean", -1.5),
+        ("objective.cond_dropout=0.5", "objective", "cond_dropout", 0.5),
+        (" train.seed = 3", "train", "seed", 3),
     ],
 )
 def test_override_values(override: str, section: str, key: str, expected: object) -> None:
@@ -296,7 +534,7 @@ def test_apply_overrides_returns_a_new_config() -> None:
             "model.widht",
             [
                 "unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, "
-                "time_frequency, init, channels"
+                "time_frequency, init)"
             ],
         ),
         ("train: {step: 3}\n", (), "train.step", ["unknown key", "did you mean 'steps'?"]),
@@ -327,14 +565,44 @@ def test_apply_overrides_returns_a_new_config() -> None:
         (None, ("optim.betas=[0.9]",), "optim.betas", ["a list of 2 numbers in [0, 1)"]),
         (None, ("model.depth=0",), "model.depth", ["expected an integer > 0, got 0"]),
         (None, ("model.time_embed_dim=63",), "model.time_embed_dim", ["an even integer"]),
-        (None, ("path.beta_max=0.05",), "path.beta_max", ["> path.beta_min (0.1), got 0.05"]),
-        (None, ("path.sigma_min=60",), "path.sigma_max", ["> path.sigma_min (60), got 50"]),
+        (
+            None,
+            ("path.schedule=vp", "path.beta_max=0.05"),
+            "path.beta_max",
+            ["> path.beta_min (0.1), got 0.05"],
+        ),
+        (
+            None,
+            ("path.schedule=ve", "path.sigma_min=60"),
+            "path.sigma_max",
+            ["> path.sigma_min (60), got 50"],
+        ),
+        (
+            "path: {schedule: ddpm, beta_start: 0.05}\n",
+            (),
+            "path.beta_end",
+            ["> path.beta_start (0.05), got 0.02"],
+        ),
+        (None, ("path.schedule=ddpm", "path.timesteps=1"), "path.timesteps", [">= 2, got 1"]),
+        (None, ("path.schedule=polynomial", "path.n=0"), "path.n", ["a number > 0, got 0"]),
+        (None, ("time.sampler=constant", "time.value=1.5"), "time.value", ["in [0, 1], got 1.5"]),
+        (
+            "data: {name: digits}\nmodel: {name: unet, multipliers: ' 1,x'}\n",
+            (),
+            "model.multipliers[1]",
+            ["expected an integer > 0, got 'x'"],
+        ),
         (None, ("eval.steps=[1, -2]",), "eval.steps[1]", ["expected an integer > 0, got -2"]),
         (None, ("eval.steps=[]",), "eval.steps", ["expected a non-empty list of integers > 0"]),
         (None, ("eval.draws=0",), "eval.draws", ["expected an integer > 0, got 0"]),
         # unknown names
-        (None, ("path.schedule=foo",), "path.schedule", ["one of linear, cosine, vp, ve"]),
-        (None, ("model.name=vit",), "model.name", ["expected one of mlp, unet, got 'vit'"]),
+        (
+            None,
+            ("path.schedule=foo",),
+            "path.schedule",
+            ["one of linear, cosine, polynomial, vp, ve, ddpm, got 'foo'"],
+        ),
+        (None, ("model.name=vit",), "model.name", ["unknown model 'vit' (registered: "]),
         (None, ("train.device=tpu",), "train.device", ["one of auto, cpu, cuda, got 'tpu'"]),
         (None, ("sample.method=rk5",), "sample.method", ["one of euler, midpoint, heun, rk4"]),
         (
@@ -451,8 +719,457 @@ def test_config_from_dict_errors() -> None:
 
 
 def test_config_sampler_names_are_the_library_samplers() -> None:
-    """The config's (torch-free) sampler names and flowmatch.sampling's list are one list."""
+    """The config's sampler names are built from flowmatch.sampling's list: one list."""
     from flowmatch.sampling import SAMPLE_METHODS
     from flowmatch.train.config import SAMPLER_METHODS
 
     assert SAMPLER_METHODS == SAMPLE_METHODS
+
+
+# ---------------------------------------------------------------------------------------------
+# Union sections: the tag picks the variant, whose keys are its own
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "path:\ncoupling:\ntime:\nobjective:\nmodel:\n",
+        "path: {}\ncoupling: {}\ntime: {}\nobjective: {}\nmodel: {}\n",
+        "objective: {cond_dropout: 0.1}\nmodel: {hidden: 256}\n",
+    ],
+)
+def test_union_sections_default_to_their_default_variant(tmp_path: Path, text: str) -> None:
+    cfg = load_config(write(tmp_path, text))
+    assert type(cfg.path) is LinearPathConfig
+    assert type(cfg.coupling) is IndependentCouplingConfig
+    assert type(cfg.time) is UniformTimeConfig
+    assert type(cfg.objective) is FlowMatchingObjectiveConfig
+    assert type(cfg.model) is MLPConfig
+    assert cfg == RunConfig()
+    # a dump holds the chosen variant's keys only
+    dumped = config_to_dict(cfg)
+    assert dumped["path"] == {"schedule": "linear"}
+    assert dumped["coupling"] == {"name": "independent"}
+    assert dumped["time"] == {"sampler": "uniform"}
+    assert dumped["objective"] == {
+        "name": "flow_matching",
+        "prediction": "velocity",
+        "cond_dropout": 0.1,
+    }
+    assert set(dumped["model"]) == set(MLPConfig.model_fields)
+
+
+def test_variant_defaults_are_the_flat_configs() -> None:
+    """A tag alone gives its variant with the defaults the flat config had."""
+
+    def variant(*overrides: str) -> object:
+        cfg = load_config(None, overrides)
+        return {"path": cfg.path, "coupling": cfg.coupling, "time": cfg.time}[
+            overrides[0].split(".")[0]
+        ]
+
+    assert variant("path.schedule=cosine") == CosinePathConfig()
+    assert variant("path.schedule=polynomial") == PolynomialPathConfig(n=2.0)
+    assert variant("path.schedule=vp") == VPPathConfig(beta_min=0.1, beta_max=20.0)
+    assert variant("path.schedule=ve") == VEPathConfig(sigma_min=0.01, sigma_max=50.0)
+    assert variant("path.schedule=ddpm") == DDPMPathConfig(
+        timesteps=1000, betas="linear", beta_start=1e-4, beta_end=0.02
+    )
+    assert variant("coupling.name=minibatch_ot") == MinibatchOTConfig(method="exact", reg=0.05)
+    assert variant("coupling.name=schrodinger_bridge") == SchrodingerBridgeConfig(sigma=0.5)
+    assert variant("time.sampler=logit_normal") == LogitNormalTimeConfig(mean=0.0, std=1.0)
+    assert variant("time.sampler=shifted") == ShiftedTimeConfig(shift=1.0)
+    assert variant("time.sampler=constant") == ConstantTimeConfig(value=0.0)
+    assert load_config(None, ["time.sampler=discrete", "path.schedule=ddpm"]).time == (
+        DiscreteTimeConfig()
+    )
+    meanflow = load_config(None, ["objective.name=meanflow"]).objective
+    assert meanflow == MeanFlowObjectiveConfig()
+    assert (meanflow.cond_dropout, meanflow.ratio_distinct, meanflow.adaptive_p) == (0.1, 0.5, 0.0)
+    assert (meanflow.tangent, meanflow.time_pairs) == ("conditional", "ordered")
+    assert not hasattr(meanflow, "prediction")
+    unet = load_config(None, ["model.name=unet", "data.name=digits"]).model
+    assert unet == UNetConfig()
+    assert (unet.channels, unet.multipliers, unet.res_blocks, unet.attention) == (32, [1, 2], 1, [])
+    assert (unet.groups, unet.dropout, unet.time_embed_dim, unet.time_frequency) == (
+        8,
+        0.0,
+        64,
+        None,
+    )
+    assert unet.init is None
+
+
+@pytest.mark.parametrize("text", VARIANT_YAMLS)
+def test_variant_round_trip(tmp_path: Path, text: str) -> None:
+    """yaml -> config -> dump -> config; the dump holds the chosen variants' keys only."""
+    cfg = load_config(write(tmp_path, text))
+    raw = yaml.safe_load(text)
+    dumped = config_to_dict(cfg)
+    for section, values in raw.items():
+        for key, value in values.items():
+            assert dumped[section][key] == value, f"{section}.{key}"
+    for section in UNION_TAGS:
+        variant = getattr(cfg, section)
+        assert set(dumped[section]) == set(type(variant).model_fields) | set(
+            variant.model_extra or {}
+        )
+    out = tmp_path / "config.yaml"
+    dump_config(cfg, out)
+    assert load_config(out) == cfg
+    assert config_from_dict(json.loads(json.dumps(dumped))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (
+            ("path.schedule=cosinee",),
+            "path.schedule",
+            "expected one of linear, cosine, polynomial, vp, ve, ddpm, got 'cosinee'",
+        ),
+        (
+            ("coupling.name=ot",),
+            "coupling.name",
+            "expected one of independent, minibatch_ot, schrodinger_bridge, got 'ot'",
+        ),
+        (
+            ("time.sampler=normal",),
+            "time.sampler",
+            "expected one of uniform, logit_normal, shifted, constant, discrete, got 'normal'",
+        ),
+        (
+            ("objective.name=meanflo",),
+            "objective.name",
+            "expected one of flow_matching, meanflow, got 'meanflo'",
+        ),
+        (("path.schedule=3",), "path.schedule", "expected one of linear, cosine, polynomial, "),
+        (
+            ("path.schedule=null",),
+            "path.schedule",
+            "expected one of linear, cosine, polynomial, vp, ve, ddpm, got null",
+        ),
+        (("model.name=5",), "model.name", "expected one of mlp, unet or a registered model name"),
+        (("path=5",), "path", "expected a mapping (schedule: one of linear, cosine, polynomial"),
+        (("model=[1]",), "model", "expected a mapping (name: one of mlp, unet or a registered"),
+    ],
+)
+def test_unknown_tag(overrides: tuple[str, ...], key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert info.value.key == key
+    assert str(info.value).startswith(f"config: {key}: {message}")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "overrides", "key", "message"),
+    [
+        (None, ("path.beta_max=30",), "path.beta_max", "schedule 'linear' (a parameter of vp)"),
+        (
+            "path: {schedule: cosine, n: 3}\n",
+            (),
+            "path.n",
+            "schedule 'cosine' (a parameter of polynomial)",
+        ),
+        (
+            None,
+            ("path.schedule=ddpm", "path.sigma_max=80"),
+            "path.sigma_max",
+            "schedule 'ddpm' (a parameter of ve)",
+        ),
+        (
+            None,
+            ("coupling.sigma=0.1",),
+            "coupling.sigma",
+            "coupling 'independent' (a parameter of schrodinger_bridge)",
+        ),
+        (
+            "coupling: {name: schrodinger_bridge, method: sinkhorn}\n",
+            (),
+            "coupling.method",
+            "coupling 'schrodinger_bridge' (a parameter of minibatch_ot)",
+        ),
+        (None, ("time.mean=1",), "time.mean", "sampler 'uniform' (a parameter of logit_normal)"),
+        (
+            None,
+            ("objective.name=meanflow", "objective.prediction=x1"),
+            "objective.prediction",
+            "objective 'meanflow' (a parameter of flow_matching)",
+        ),
+        (
+            None,
+            ("objective.tangent=model",),
+            "objective.tangent",
+            "objective 'flow_matching' (a parameter of meanflow)",
+        ),
+        (None, ("model.channels=16",), "model.channels", "model 'mlp' (a parameter of unet)"),
+        (
+            "data: {name: digits}\nmodel: {name: unet, hidden: 64}\n",
+            (),
+            "model.hidden",
+            "model 'unet' (a parameter of mlp)",
+        ),
+    ],
+)
+def test_key_of_another_variant(
+    tmp_path: Path, text: str | None, overrides: tuple[str, ...], key: str, message: str
+) -> None:
+    """At a value other than its default, a key of another variant is an error that names it
+    and the variant it belongs to."""
+    err = config_error(tmp_path, text, overrides)
+    assert err.key == key
+    assert str(err) == f"config: {key}: not a parameter of {message}"
+
+
+def test_key_of_no_variant_is_an_unknown_key(tmp_path: Path) -> None:
+    err = config_error(tmp_path, "path: {schedule: linear, beta_mx: 3}\n")
+    assert err.key == "path.beta_mx"
+    assert str(err) == (
+        "config: path.beta_mx: unknown key (did you mean 'beta_max' (a parameter of vp)? "
+        "valid keys: schedule)"
+    )
+    err = config_error(tmp_path, "path: {schedule: vp, beta_mx: 3}\n")
+    assert "unknown key (did you mean 'beta_max'? valid keys: schedule, beta_min, beta_max)" in (
+        str(err)
+    )
+    # an override is checked against the keys of every variant of the section
+    err = config_error(tmp_path, None, ("path.nope=1",))
+    assert err.key == "path.nope"
+    assert "unknown key (valid keys: schedule, n, beta_min, beta_max, sigma_min" in str(err)
+    err = config_error(tmp_path, None, ("time.mean.x=1",))
+    assert err.key == "time.mean.x" and "time.mean is a value, not a section" in str(err)
+
+
+def test_params_are_the_variant_keys_but_the_tag() -> None:
+    assert LinearPathConfig().params() == {}
+    assert VPPathConfig(beta_max=30.0).params() == {"beta_min": 0.1, "beta_max": 30.0}
+    assert DDPMPathConfig().params() == {
+        "timesteps": 1000,
+        "betas": "linear",
+        "beta_start": 1e-4,
+        "beta_end": 0.02,
+    }
+    assert MinibatchOTConfig(method="sinkhorn").params() == {"method": "sinkhorn", "reg": 0.05}
+    assert SchrodingerBridgeConfig().params() == {"sigma": 0.5}
+    assert LogitNormalTimeConfig(mean=-0.5).params() == {"mean": -0.5, "std": 1.0}
+    assert DiscreteTimeConfig().params() == {}
+    assert FlowMatchingObjectiveConfig().params() == {"prediction": "velocity", "cond_dropout": 0.1}
+    assert MeanFlowObjectiveConfig().params() == {
+        "cond_dropout": 0.1,
+        "ratio_distinct": 0.5,
+        "adaptive_p": 0.0,
+        "tangent": "conditional",
+        "time_pairs": "ordered",
+    }
+    # init is where the weights come from, not a parameter of the network
+    assert MLPConfig(hidden=64, init="runs/a").params() == {
+        "hidden": 64,
+        "depth": 3,
+        "activation": "silu",
+        "time_embed_dim": 64,
+        "time_frequency": None,
+    }
+    unet = UNetConfig(multipliers=[1, 2, 2], attention=[4]).params()
+    assert unet["multipliers"] == [1, 2, 2] and unet["attention"] == [4]
+    assert "name" not in unet and "init" not in unet
+    json.dumps(unet)
+
+
+# ---------------------------------------------------------------------------------------------
+# Old run directories: config.yaml written by the flat config
+
+
+LEGACY_VARIANTS = {
+    "defaults": (MLPConfig, LinearPathConfig, IndependentCouplingConfig, UniformTimeConfig),
+    "ddpm": (MLPConfig, DDPMPathConfig, IndependentCouplingConfig, DiscreteTimeConfig),
+    "digits": (UNetConfig, LinearPathConfig, IndependentCouplingConfig, UniformTimeConfig),
+    "cosine_x1": (MLPConfig, CosinePathConfig, IndependentCouplingConfig, UniformTimeConfig),
+    "meanflow": (MLPConfig, LinearPathConfig, IndependentCouplingConfig, UniformTimeConfig),
+    "minibatch_ot": (MLPConfig, LinearPathConfig, MinibatchOTConfig, UniformTimeConfig),
+    "schrodinger_bridge": (MLPConfig, LinearPathConfig, SchrodingerBridgeConfig, UniformTimeConfig),
+    "logit_normal": (MLPConfig, LinearPathConfig, IndependentCouplingConfig, LogitNormalTimeConfig),
+}
+
+
+@pytest.mark.parametrize("name", list(LEGACY_DUMPS))
+def test_old_run_configs_still_load(tmp_path: Path, name: str) -> None:
+    """Every key that means something keeps its value; the others (keys of other variants,
+    all at their defaults) are dropped."""
+    old = yaml.safe_load(LEGACY_DUMPS[name])
+    cfg = load_config(write(tmp_path, LEGACY_DUMPS[name]))
+    assert (type(cfg.model), type(cfg.path), type(cfg.coupling), type(cfg.time)) == (
+        LEGACY_VARIANTS[name]
+    )
+    objective = MeanFlowObjectiveConfig if name == "meanflow" else FlowMatchingObjectiveConfig
+    assert type(cfg.objective) is objective
+    new = config_to_dict(cfg)
+    assert list(new) == list(old)
+    for section, values in new.items():
+        for key, value in values.items():
+            assert value == old[section][key], f"{section}.{key}"
+        dropped = set(old[section]) - set(values)
+        if section in UNION_TAGS:
+            assert not dropped & set(type(getattr(cfg, section)).model_fields)
+        else:
+            assert not dropped, section
+    assert config_from_dict(new) == cfg
+    # the run directory's config, with an override on top (as `flowmatch train --resume`)
+    assert load_config(write(tmp_path, LEGACY_DUMPS[name]), ["train.steps=7"]).train.steps == 7
+
+
+def test_old_run_config_values() -> None:
+    ddpm = config_from_dict(yaml.safe_load(LEGACY_DUMPS["ddpm"]))
+    assert ddpm.path == DDPMPathConfig() and ddpm.objective.prediction == "epsilon"
+    assert (ddpm.sample.method, ddpm.sample.steps) == ("ddim", 50)
+    digits = config_from_dict(yaml.safe_load(LEGACY_DUMPS["digits"]))
+    assert digits.model == UNetConfig() and digits.data.name == "digits"
+    assert digits.sample.guidance == 1.0
+    ot = config_from_dict(yaml.safe_load(LEGACY_DUMPS["minibatch_ot"]))
+    assert ot.coupling == MinibatchOTConfig(method="sinkhorn")
+    bridge = config_from_dict(yaml.safe_load(LEGACY_DUMPS["schrodinger_bridge"]))
+    assert bridge.coupling == SchrodingerBridgeConfig(sigma=0.2)
+    times = config_from_dict(yaml.safe_load(LEGACY_DUMPS["logit_normal"]))
+    assert times.time == LogitNormalTimeConfig(mean=-0.5)
+    x1 = config_from_dict(yaml.safe_load(LEGACY_DUMPS["cosine_x1"]))
+    assert x1.objective == FlowMatchingObjectiveConfig(prediction="x1")
+    assert x1.data.name == "spirals"
+
+
+def test_override_switches_the_variant(tmp_path: Path) -> None:
+    """Setting a tag drops the old variant's keys that are at their defaults."""
+    old = write(tmp_path, LEGACY_DUMPS["defaults"])
+    assert load_config(old, ["path.schedule=vp"]).path == VPPathConfig()
+    cfg = load_config(old, ["path.schedule=vp", "path.beta_max=30"])
+    assert cfg.path == VPPathConfig(beta_max=30.0)
+    assert load_config(old, ["path.beta_max=30", "path.schedule=vp"]).path == cfg.path
+    digits = load_config(old, ["data.name=digits", "model.name=unet", "model.channels=16"])
+    assert digits.model == UNetConfig(channels=16)
+    assert apply_overrides(RunConfig(), ["coupling.name=minibatch_ot"]).coupling == (
+        MinibatchOTConfig()
+    )
+    back = apply_overrides(
+        apply_overrides(RunConfig(), ["path.schedule=vp"]), ["path.schedule=linear"]
+    )
+    assert back.path == LinearPathConfig()
+    # a key the old variant set away from its default is kept, and then refused
+    with pytest.raises(ConfigError, match=r"^config: model\.hidden: not a parameter of model"):
+        apply_overrides(
+            load_config(None, ["model.hidden=64"]), ["model.name=unet", "data.name=digits"]
+        )
+    # a registered model gets the keys it is given, not the mlp's defaults
+    custom = apply_overrides(RunConfig(), ["model.name=testnet", "model.width=4"])
+    assert custom.model.params() == {"width": 4}
+    assert load_config(old, ["model.name=testnet"]).model.params() == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Registered models
+
+
+def test_registered_model_keeps_its_keys(tmp_path: Path) -> None:
+    text = "model: {name: testnet, width: 16, blocks: [1, 2], hidden: 256, init: runs/base}\n"
+    cfg = load_config(write(tmp_path, text))
+    assert isinstance(cfg.model, CustomModelConfig)
+    assert (cfg.model.name, cfg.model.init) == ("testnet", "runs/base")
+    assert cfg.model.width == 16  # type: ignore[union-attr]
+    # every key as given, an mlp key at the mlp default included: they are its own
+    params = {"width": 16, "blocks": [1, 2], "hidden": 256}
+    assert cfg.model.params() == params
+    assert config_to_dict(cfg)["model"] == {"name": "testnet", "init": "runs/base", **params}
+    net = registry.build("testnet", **{k: v for k, v in params.items() if k != "hidden"})
+    assert isinstance(net, TinyNet)
+    # any key may be set by override; a registered model takes points or images
+    cfg = load_config(None, ["model.name=testnet", "model.width=4", "model.extra.deep=1"])
+    assert cfg.model.params() == {"width": 4, "extra": {"deep": 1}}
+    assert load_config(None, ["model.name=testnet", "data.name=digits"]).data.is_image
+    with pytest.raises(ConfigError, match=r"^config: model\.init: expected a string or null"):
+        load_config(None, ["model.name=testnet", "model.init=5"])
+
+
+def test_unregistered_model_name(tmp_path: Path) -> None:
+    err = config_error(tmp_path, "model: {name: nonet, width: 3}\n")
+    assert err.key == "model.name"
+    message = str(err)
+    assert message.startswith("config: model.name: unknown model 'nonet' (registered: ")
+    assert "testnet" in message and "mlp" in message and "unet" in message
+    assert "@flowmatch.models.register(name)" in message and "--plugin" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules between sections
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "message"),
+    [
+        (
+            ("time.sampler=discrete",),
+            "time.sampler",
+            "discrete draws the timesteps of a ddpm path; set path.schedule=ddpm, got 'linear'",
+        ),
+        (
+            ("data.pairs=p.safetensors", "coupling.name=minibatch_ot"),
+            "coupling.name",
+            "fixed pairs (data.pairs) are already coupled; use 'independent', got 'minibatch_ot'",
+        ),
+        (
+            ("data.name=digits",),
+            "model.name",
+            "image data need model.name=unet, got 'mlp'",
+        ),
+        (
+            ("data.name=null", "data.images=imgs", "model.name=mlp"),
+            "model.name",
+            "image data need model.name=unet, got 'mlp'",
+        ),
+        (
+            ("model.name=unet",),
+            "model.name",
+            "points (toy sets, tables) need model.name=mlp, got 'unet'",
+        ),
+    ],
+)
+def test_rules_between_sections(overrides: tuple[str, ...], key: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert info.value.key == key
+    assert str(info.value) == f"config: {key}: {message}"
+
+
+def test_rules_between_sections_hold_when_met() -> None:
+    load_config(None, ["time.sampler=discrete", "path.schedule=ddpm"])
+    load_config(None, ["data.pairs=p.safetensors", "coupling.name=independent"])
+    load_config(None, ["data.name=digits", "model.name=unet"])
+    load_config(None, ["data.name=null", "data.images=imgs", "model.name=unet"])
+    load_config(None, ["data.name=digits", "model.name=testnet"])
+
+
+# ---------------------------------------------------------------------------------------------
+# with_absolute_paths
+
+
+def test_with_absolute_paths(tmp_path: Path) -> None:
+    cfg = load_config(
+        None,
+        ["data.name=null", "data.path=pts.csv", "data.pairs=p.safetensors", "model.init=runs/a"],
+    )
+    out = with_absolute_paths(cfg, tmp_path)
+    assert out.data.path == str((tmp_path / "pts.csv").resolve())
+    assert out.data.pairs == str((tmp_path / "p.safetensors").resolve())
+    assert out.model.init == str((tmp_path / "runs" / "a").resolve())
+    assert (out.train, out.path) == (cfg.train, cfg.path)
+    assert with_absolute_paths(out, tmp_path / "elsewhere") is out  # nothing relative left
+    base = RunConfig()
+    assert with_absolute_paths(base, tmp_path) is base
+    images = load_config(
+        None, ["data.name=null", "data.images=imgs", "data.labels=lab.gz", "model.name=unet"]
+    )
+    images = with_absolute_paths(images, tmp_path)
+    assert images.data.images == str((tmp_path / "imgs").resolve())
+    assert images.data.labels == str((tmp_path / "lab.gz").resolve())
+    custom = load_config(None, ["model.name=testnet", "model.width=4", "model.init=runs/b"])
+    custom = with_absolute_paths(custom, tmp_path)
+    assert custom.model.init == str((tmp_path / "runs" / "b").resolve())
+    assert custom.model.params() == {"width": 4}

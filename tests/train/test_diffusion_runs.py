@@ -39,9 +39,10 @@ def ddpm_run(tmp_path_factory):
 def test_ddpm_config_builds_the_schedule_and_discrete_times():
     cfg = load_config(None, [*DDPM_RUN, "path.betas=cosine"])
     assert cfg.path.timesteps == 100 and cfg.time.sampler == "discrete"
-    from flowmatch.train.trainer import _path_spec, _time_sampler
+    from flowmatch.paths import path_to_dict
+    from flowmatch.train.build import build_path, build_time_sampler
 
-    spec = _path_spec(cfg)
+    spec = path_to_dict(build_path(cfg))
     assert spec == {
         "schedule": "ddpm",
         "timesteps": 100,
@@ -49,7 +50,7 @@ def test_ddpm_config_builds_the_schedule_and_discrete_times():
         "beta_start": 1e-4,
         "beta_end": 0.02,
     }
-    t = _time_sampler(cfg)(1000, generator=torch.Generator().manual_seed(0))
+    t = build_time_sampler(cfg)(1000, generator=torch.Generator().manual_seed(0))
     k = torch.round((1 - t.double()) * 100 - 1)
     assert ((k >= 0) & (k <= 99)).all() and len(set(k.tolist())) > 90
 

@@ -61,17 +61,16 @@ def test_digits_run_writes_fd_table_grid_and_path(digits_run):
     for name in ("samples.png", "path.png", "quality_vs_nfe.png"):
         assert (digits_run / name).read_bytes().startswith(b"\x89PNG")
     model = fm.load(digits_run)
-    assert isinstance(model, fm.models.UNet) and model.null_class == 10
+    assert isinstance(model.net, fm.models.UNet) and model.null_class == 10
     assert model.spec["shape"] == [1, 8, 8] and model.spec["class_names"][3] == "3"
 
 
 def test_labels_reach_the_loss_with_dropout(tmp_path):
     cfg = load_config(None, [*TINY_UNET, "data.name=digits", "train.steps=1"])
     trainer = Trainer(cfg, tmp_path / "run", progress=False, echo=lambda _: None)
-    trainer._build()
-    x0, x1, cond = trainer._batch(64)
+    x0, x1, cond = trainer.batches.next(64, torch.Generator().manual_seed(0))
     assert x0 is None and x1.shape == (64, 1, 8, 8) and cond.shape == (64,)
-    assert trainer.loss_fn.cond_dropout == 0.1 and trainer.loss_fn.null_cond == 10
+    assert trainer.loss.cond_dropout == 0.1 and trainer.loss.null_cond == 10
     # each drawn label is its image's label
     pool = trainer.data.train
     for img, label in zip(x1[:5], cond[:5], strict=True):

@@ -54,7 +54,7 @@ def test_model_init_warm_starts_from_a_run(tmp_path):
     base = fm.load(tmp_path / "base")
     train(tmp_path / "warm", [f"model.init={tmp_path / 'base'}", "optim.lr=1e-30"], steps=1)
     warm = load_file(str(tmp_path / "warm" / "model" / "model.safetensors"))
-    for k, v in base.state_dict().items():
+    for k, v in base.net.state_dict().items():
         torch.testing.assert_close(warm[k], v, rtol=0, atol=1e-20)
 
 
@@ -194,7 +194,7 @@ def test_meanflow_objective_trains_samples_and_evaluates(tmp_path, capsys):
     model = fm.load(run)
     assert model.two_times and model.spec["arch"]["two_times"] is True
     # a two-time model embeds time at low frequencies (its loss differentiates in time)
-    assert model.spec["arch"]["time_frequency"] == 10.0 and model.time_frequency == 10.0
+    assert model.spec["arch"]["time_frequency"] == 10.0 and model.net.time_frequency == 10.0
     code, out, err = cli(["sample", run, "--num", 20, "--out", tmp_path / "s.npy"], capsys)
     assert code == 0 and "(average velocity, NFE 1)" in out, err
     code, out, err = cli(
@@ -226,11 +226,11 @@ def test_meanflow_with_minibatch_ot_and_time_frequency(tmp_path):
     cfg = load_config(None, [*TINY, "train.steps=5", *overrides])
     trainer = Trainer(cfg, run, progress=False, final_eval=False, echo=lambda _: None)
     trainer.run()
-    loss_fn = trainer.loss_fn  # the config's MeanFlow options reached the loss
+    loss_fn = trainer.loss  # the config's MeanFlow options reached the loss
     assert (loss_fn.tangent, loss_fn.time_pairs) == ("model", "gap")
     assert isinstance(loss_fn.coupling, fm.couplings.MinibatchOT)
     model = fm.load(run)
-    assert model.two_times and model.time_frequency == 3.0
-    assert model.time_embed.freqs.max().item() == pytest.approx(3.0)
+    assert model.two_times and model.net.time_frequency == 3.0
+    assert model.net.time_embed.freqs.max().item() == pytest.approx(3.0)
     train(tmp_path / "fm", [], steps=2)
     assert fm.load(tmp_path / "fm").spec["arch"]["time_frequency"] == 1000.0

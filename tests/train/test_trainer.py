@@ -86,7 +86,7 @@ def test_small_run_writes_a_complete_run_directory(tmp_path):
     raw = fm.load(run, weights="model")
     x = fm.sample(model, torch.randn(50, 2), steps=4)
     assert x.shape == (50, 2) and torch.isfinite(x).all()
-    assert not torch.equal(model.net[0].weight, raw.net[0].weight)
+    assert not torch.equal(model.net.net[0].weight, raw.net.net[0].weight)
 
 
 def test_learning_rate_warms_up_then_decays(tmp_path):

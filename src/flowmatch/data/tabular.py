@@ -24,15 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flowmatch.errors import DataError
+
 __all__ = ["TABLE_SUFFIXES", "DataError", "Standardizer", "Table", "load_table", "save_table"]
 
 TABLE_SUFFIXES = (".csv", ".npy")
 
 _MAX_SHOWN = 40  # longest cell text quoted in an error message
-
-
-class DataError(ValueError):
-    """A data file that cannot be used; the message is one line naming the file."""
 
 
 @dataclass(frozen=True)

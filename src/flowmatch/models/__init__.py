@@ -1,8 +1,19 @@
-"""Networks: ``model(x_t, t, cond=None)`` returning a prediction of the shape of x_t."""
+"""Networks: ``model(x_t, t, cond=None)`` returning a prediction of the shape of x_t, and the
+architecture registry that lets ``fm.load``, configs and the CLI rebuild them."""
 
 from flowmatch.models.base import call_model
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
 from flowmatch.models.mlp import MLP
+from flowmatch.models.registry import architecture, build, load_plugin, register
 from flowmatch.models.unet import UNet
 
-__all__ = ["MLP", "SinusoidalTimeEmbedding", "UNet", "call_model"]
+__all__ = [
+    "MLP",
+    "SinusoidalTimeEmbedding",
+    "UNet",
+    "architecture",
+    "build",
+    "call_model",
+    "load_plugin",
+    "register",
+]

@@ -1,8 +1,12 @@
 """Model files: ``config.json`` + ``model.safetensors`` + ``ema.safetensors``, and ``fm.load``.
 
-A model directory holds everything needed to rebuild and sample a trained model with no
-pickle: the architecture, the path (schedule and its parameters), the prediction kind, the
-source distribution and, for tabular data, the standardization to invert on sampling.
+A model directory holds everything needed to rebuild and sample a trained
+:class:`~flowmatch.flow.FlowModel` with no pickle: the architecture (a registered name and
+its constructor arguments), the path (schedule and its parameters), the prediction kind,
+whether it takes two times, the source distribution, its labels, the data transform (the
+standardization of a table) and descriptive facts (data name, columns, class names, the
+objective and coupling it was trained with). Weights are safetensors of the net's own
+state dict.
 """
 
 from __future__ import annotations
@@ -15,48 +19,83 @@ import torch
 from torch import nn
 
 from flowmatch.atomic import atomic_path
+from flowmatch.errors import ModelFileError
+from flowmatch.flow import FlowModel
+from flowmatch.models import registry
 from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
-from flowmatch.models.mlp import MLP
-from flowmatch.models.unet import UNet
-from flowmatch.paths import AffinePath
-from flowmatch.schedules import SCHEDULES
+from flowmatch.paths import PREDICTION_KINDS, AffinePath, path_from_dict
 
 __all__ = [
     "FORMAT_VERSION",
+    "INFO_KEYS",
     "ModelFileError",
     "build_model",
     "build_path",
     "load",
     "load_spec",
+    "save_flow",
     "save_model",
 ]
 
 FORMAT_VERSION = 1
-ARCHITECTURES: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
-
-
-class ModelFileError(ValueError):
-    """A model directory that cannot be loaded; the message names the file and the problem."""
+INFO_KEYS = ("data", "columns", "class_names", "objective", "coupling")
+"""Descriptive keys of ``config.json`` kept in :attr:`FlowModel.info`."""
 
 
 def build_path(spec: dict[str, Any]) -> AffinePath:
-    """The AffinePath of a ``{"schedule": name, **params}`` dict."""
-    params = dict(spec)
-    name = params.pop("schedule", "linear")
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {tuple(SCHEDULES)}, got {name!r}")
-    return AffinePath(SCHEDULES[name](**params))
+    """The path of a ``{"schedule": name, **params}`` dict (see
+    :func:`~flowmatch.paths.path_from_dict`)."""
+    return path_from_dict(spec)
 
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
-    """A freshly initialized network from ``{"name": "mlp", **kwargs}``."""
+    """A freshly initialized network from ``{"name": "mlp", **kwargs}`` (any registered name).
+
+    Raises:
+        ValueError: an unknown name or bad arguments, naming them.
+    """
     params = dict(arch)
-    name = params.pop("name", None)
-    if name not in ARCHITECTURES:
-        raise ValueError(f"model name must be one of {tuple(ARCHITECTURES)}, got {name!r}")
-    # Files written before time_frequency existed embedded time at up to 1000 rad.
-    params.setdefault("time_frequency", DEFAULT_TIME_FREQUENCY)
-    return ARCHITECTURES[name](**params)
+    if params.get("name") in ("mlp", "unet"):
+        # Files written before time_frequency existed embedded time at up to 1000 rad.
+        params.setdefault("time_frequency", DEFAULT_TIME_FREQUENCY)
+    return registry.build(params)
+
+
+def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) -> Path:
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    full = {"format_version": FORMAT_VERSION, **spec}
+    text = json.dumps(full, indent=2, sort_keys=True) + "\n"  # fails before any write
+    for name, net in nets.items():
+        tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        with atomic_path(directory / f"{name}.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+    with atomic_path(directory / "config.json") as tmp:
+        tmp.write_text(text)
+    return directory
+
+
+def save_flow(directory: str | Path, flow: FlowModel, *, ema: nn.Module | None = None) -> Path:
+    """Write a FlowModel's ``config.json``, ``model.safetensors`` and ``ema.safetensors``.
+
+    Args:
+        directory: the model directory (created; each file replaced atomically).
+        flow: the model; its net's weights go to ``model.safetensors``.
+        ema: a FlowModel or net with the averaged weights for ``ema.safetensors`` (what
+            :func:`load` reads by default); ``flow``'s when None.
+
+    Raises:
+        ModelFileError: the net is not a registered architecture, or an argument or info
+            value is not JSON-serializable.
+    """
+    try:
+        spec = flow.config()
+        json.dumps(spec, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
+    ema_net = ema.net if isinstance(ema, FlowModel) else ema
+    return _write(Path(directory), spec, {"model": flow.net, "ema": ema_net or flow.net})
 
 
 def save_model(
@@ -65,31 +104,12 @@ def save_model(
     model: nn.Module,
     ema: nn.Module | None = None,
 ) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``ema.safetensors`` atomically.
+    """Write a model directory from a spec dict (``arch``, ``path``, ``prediction``, and
+    optionally ``source``, ``standardizer``, ``shape``, ...) and the raw and EMA nets.
 
-    Args:
-        directory: the model directory (created).
-        spec: JSON-serializable description with keys ``arch`` (for :func:`build_model`),
-            ``path`` (for :func:`build_path`), ``prediction``, and optionally ``source`` and
-            ``standardizer``.
-        model: the trained network (raw weights).
-        ema: a network holding the EMA weights; the raw weights are used when None.
-
-    Returns:
-        The directory.
+    :meth:`FlowModel.save_pretrained` is the usual way; this is for specs written by hand.
     """
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    full = {"format_version": FORMAT_VERSION, **spec}
-    for name, net in (("model", model), ("ema", ema if ema is not None else model)):
-        tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-        with atomic_path(directory / f"{name}.safetensors") as tmp:
-            save_file(tensors, str(tmp))
-    with atomic_path(directory / "config.json") as tmp:
-        tmp.write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
-    return directory
+    return _write(Path(directory), dict(spec), {"model": model, "ema": ema or model})
 
 
 def _model_dir(path: str | Path) -> Path:
@@ -120,15 +140,50 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     return spec
 
 
+def _flow_from_spec(spec: dict[str, Any], net: nn.Module) -> FlowModel:
+    """The FlowModel a spec describes around a built net (files of every version so far)."""
+    from flowmatch.data.tabular import Standardizer
+
+    arch = spec["arch"]
+    prediction = spec["prediction"]
+    if prediction not in PREDICTION_KINDS:
+        raise ValueError(f"prediction must be one of {PREDICTION_KINDS}, got {prediction!r}")
+    shape = spec.get("shape")
+    if shape is None and isinstance(arch.get("dim"), int):
+        shape = [arch["dim"]]  # files written before images existed
+    if shape is not None and not (
+        isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)
+    ):
+        raise ValueError(f"shape must be a list of positive integers, got {shape!r}")
+    num_classes = spec.get("num_classes")
+    if num_classes is None and isinstance(spec.get("class_names"), list):
+        num_classes = len(spec["class_names"])
+    transform = None
+    if spec.get("standardizer") is not None:
+        transform = Standardizer.from_dict(spec["standardizer"])
+    return FlowModel(
+        net,
+        path=path_from_dict(spec["path"]),
+        prediction=prediction,
+        two_times=bool(spec.get("two_times", arch.get("two_times", False))),
+        source=spec.get("source"),
+        num_classes=num_classes,
+        null_class=spec.get("null_class"),
+        transform=transform,
+        shape=shape,
+        info={k: spec[k] for k in INFO_KEYS if k in spec},
+    )
+
+
 def load(
     path: str | Path, *, weights: str = "ema", device: str | torch.device = "cpu"
-) -> nn.Module:
+) -> FlowModel:
     """Rebuild a trained model from a run directory or its ``model/`` directory.
 
-    The returned module is in eval mode and carries ``flow_path`` (its AffinePath),
-    ``prediction`` (its prediction kind) and ``spec`` (the model config, with ``source`` and
-    ``standardizer`` when the run had them), so ``fm.sample(fm.load(run), x0, steps=8)``
-    needs nothing else. No file is unpickled: weights are safetensors, the config JSON.
+    Returns a :class:`~flowmatch.flow.FlowModel` in eval mode carrying its path, prediction
+    kind, source, labels and data transform, so ``fm.sample(fm.load(run), x0, steps=8)``
+    needs nothing else. No file is unpickled: weights are safetensors, the config JSON. A net
+    of your own must be registered (:func:`flowmatch.models.register`) in this process.
 
     Args:
         path: a run directory (holding ``model/``) or a model directory.
@@ -146,9 +201,10 @@ def load(
     directory = _model_dir(path)
     spec = load_spec(directory)
     try:
-        model = build_model(spec["arch"])
-        flow_path = build_path(spec["path"])
-    except (TypeError, ValueError) as err:
+        if not isinstance(spec["arch"], dict):
+            raise ValueError(f"arch must be a mapping, got {spec['arch']!r}")
+        flow = _flow_from_spec(spec, build_model(spec["arch"]))
+    except (TypeError, ValueError, KeyError) as err:
         raise ModelFileError(f"{directory / 'config.json'}: invalid model config ({err})") from None
     weight_file = directory / f"{weights}.safetensors"
     try:
@@ -156,14 +212,11 @@ def load(
     except (OSError, SafetensorError, ValueError) as err:
         raise ModelFileError(f"{weight_file}: cannot read weights ({err})") from None
     try:
-        model.load_state_dict(state, strict=True)
+        flow.net.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:2])
         raise ModelFileError(
             f"{weight_file}: weights do not match the architecture in config.json ({detail})"
         ) from None
-    model.flow_path = flow_path
-    model.prediction = spec["prediction"]
-    model.spec = spec
-    return model.to(device).eval()
+    return flow.to(device).eval()

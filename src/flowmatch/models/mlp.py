@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
 from flowmatch.models.embeddings import time_frequency as _frequency
+from flowmatch.models.registry import register
 
 __all__ = ["ACTIVATIONS", "MLP"]
 
@@ -18,6 +19,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
+@register("mlp")
 class MLP(nn.Module):
     """An MLP taking (x_t, t) to a prediction of the shape of x_t.
 

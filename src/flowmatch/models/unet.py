@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
 from flowmatch.models.embeddings import time_frequency as _frequency
+from flowmatch.models.registry import register
 
 __all__ = ["UNet"]
 
@@ -79,6 +80,7 @@ def _int_tuple(name: str, value: object, *, allow_empty: bool) -> tuple[int, ...
     return tuple(value)
 
 
+@register("unet")
 class UNet(nn.Module):
     """A U-Net taking (x_t, t) to a prediction of the shape of the image x_t.
 

@@ -19,12 +19,11 @@ from torch import Tensor
 
 from flowmatch.data.tabular import DataError, Standardizer, load_table
 from flowmatch.data.toy2d import sample_toy
+from flowmatch.evaluation import seeds
+from flowmatch.sources import draw_source
 from flowmatch.train.config import DataConfig
 
 __all__ = ["RunData", "draw_source", "load_run_data"]
-
-# Seed offsets of independent random streams derived from train.seed.
-POOL_STREAM, HOLDOUT_STREAM, SPLIT_STREAM = 1, 2, 3
 
 
 @dataclass
@@ -95,31 +94,6 @@ class RunData:
         return wanted if self.is_toy else min(wanted, self.holdout.shape[0] // 2)
 
 
-def draw_source(
-    source: str | None,
-    n: int,
-    shape: int | tuple[int, ...],
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """n points of a run's source: a toy set by name, or N(0, I) when ``source`` is None.
-
-    Args:
-        source: a toy set name, or None.
-        n: number of points.
-        shape: the shape of one point, or its dimension D.
-        generator: torch RNG.
-
-    Returns:
-        (n, *shape).
-    """
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    if source is None:
-        return torch.randn(n, *shape, generator=generator)
-    if shape != (2,):
-        raise ValueError(f"a toy source ({source!r}) needs 2-D data, got points of shape {shape}")
-    return sample_toy(source, n, generator=generator)
-
-
 def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> RunData:
     """Build the run's data from its ``data`` config section.
 
@@ -137,8 +111,8 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         return _load_images(cfg, seed=seed, base_dir=base_dir)
     if cfg.path is None:
         name = cfg.name or "checkerboard"
-        pool = sample_toy(name, cfg.num_train, generator=_gen(seed, POOL_STREAM))
-        holdout = sample_toy(name, cfg.num_holdout, generator=_gen(seed, HOLDOUT_STREAM))
+        pool = sample_toy(name, cfg.num_train, generator=seeds.generator(seed, "pool"))
+        holdout = sample_toy(name, cfg.num_holdout, generator=seeds.generator(seed, "holdout"))
         return RunData(pool, holdout, source, None, name)
     path = _resolve(cfg.path, base_dir)
     table = load_table(path)
@@ -152,7 +126,7 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         raise DataError(
             f"{path}: data.source {source!r} is 2-D but the table has {table.data.shape[1]} columns"
         )
-    perm = torch.randperm(n, generator=_gen(seed, SPLIT_STREAM))
+    perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
     train_raw, holdout_raw = table.data[perm[n_holdout:]], table.data[perm[:n_holdout]]
     standardizer = Standardizer.fit(train_raw)
     return RunData(
@@ -197,7 +171,7 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
     n_holdout = min(cfg.num_holdout, n // 5)
     if n_holdout < 2:
         raise DataError(f"{path}: expected at least 10 images to hold out 20%, got {n}")
-    perm = torch.randperm(n, generator=_gen(seed, SPLIT_STREAM))
+    perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
     train, hold = perm[n_holdout:], perm[:n_holdout]
     return RunData(
         images[train],
@@ -216,7 +190,3 @@ def _resolve(value: str, base_dir: str | Path) -> Path:
     """A config's file path: as given when absolute, else relative to ``base_dir``."""
     path = Path(value)
     return path if path.is_absolute() else Path(base_dir) / path
-
-
-def _gen(seed: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1000 + stream)

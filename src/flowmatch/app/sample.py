@@ -1,0 +1,209 @@
+"""``flowmatch sample``: draw samples (or interpolants) from a trained run and write them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
+from flowmatch.errors import DataError, ModelFileError, SamplerError
+from flowmatch.flow import FlowModel, as_flow
+from flowmatch.models.files import load
+from flowmatch.sampling import SCORE_METHODS, generate, labels_in_turn
+from flowmatch.train.config import SampleConfig, load_config
+
+__all__ = ["check_sampler", "point_shape", "run_defaults", "sample_labels", "sample_run"]
+
+
+def check_sampler(
+    model: torch.nn.Module, method: str, steps: Sequence[int], *, eta: float = 0.0
+) -> None:
+    """Check, before any work, that ``method`` can sample ``model`` at each step count (the
+    model's own rules, :meth:`FlowModel.check_sampler`), naming the flag to change.
+
+    Raises:
+        SamplerError: ``--method``, ``--steps`` or ``--eta`` and what is wrong with it.
+    """
+    try:
+        as_flow(model).check_sampler(method, steps, eta=eta)
+    except SamplerError as err:
+        raise SamplerError(f"--{getattr(err, 'option', 'method')}: {err}") from None
+
+
+def point_shape(model: FlowModel) -> tuple[int, ...]:
+    """The shape of one data point of a loaded model: (D,) or (C, H, W)."""
+    if model.shape is None:
+        raise ModelFileError("the model file does not record the shape of its data points")
+    return model.shape
+
+
+def run_defaults(run_dir: str | Path) -> SampleConfig:
+    """The ``sample`` section of a run's ``config.yaml`` (the defaults without one)."""
+    run_cfg = Path(run_dir) / "config.yaml"
+    return load_config(run_cfg).sample if run_cfg.is_file() else SampleConfig()
+
+
+def sample_labels(
+    model: FlowModel, num: int, cond: int | None, guidance: float | None
+) -> torch.Tensor | None:
+    """The class of each of ``num`` samples: ``cond``, or the classes in turn, or None."""
+    k = model.num_classes
+    if k is None:
+        if cond is not None or guidance is not None:
+            what = "--cond" if cond is not None else "--guidance"
+            raise SamplerError(f"{what}: this model was not trained with labels")
+        return None
+    if cond is not None:
+        if not 0 <= cond < k:
+            names = model.info.get("class_names") or [str(i) for i in range(k)]
+            raise SamplerError(
+                f"--cond: expected a class in [0, {k - 1}] ({', '.join(names)}), got {cond}"
+            )
+        return torch.full((num,), cond, dtype=torch.int64)
+    return labels_in_turn(num, k)
+
+
+def sample_run(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    num: int = 1000,
+    steps: int | None = None,
+    method: str | None = None,
+    seed: int = 0,
+    interpolate: str | Path | None = None,
+    eta: float | None = None,
+    noise: float | None = None,
+    cond: int | None = None,
+    guidance: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> Path:
+    """Sample a trained run (EMA weights) from its source and write the points atomically.
+
+    Table data is mapped back to its original units with the run's stored standardization.
+    With ``interpolate``, the output is instead ``num`` points on the path between the first
+    two rows of that data file through noise space (:func:`~flowmatch.sampling.interpolate`:
+    encode, slerp, decode; the run's source must be N(0, I)).
+
+    Args:
+        run_dir: the run (or its ``model/``) directory.
+        out: ``.npy``, ``.csv`` or, for 2-D data, ``.png`` (a scatter plot); image runs write
+            ``.npy`` (N, C, H, W) or a ``.png`` grid (a row per class).
+        num: number of samples.
+        steps: solver steps (for dopri5: output intervals; its tolerances set the accuracy);
+            None: the run's ``sample.steps`` (16 without a run config).
+        method: sampler; None: the run's ``sample.method`` (midpoint without one), e.g.
+            euler for a distilled one-step run.
+        seed: seed of the source draws (and of the noise of sde, ddpm and ddim).
+        interpolate: a ``.csv``/``.npy`` data file whose first two rows are interpolated.
+        eta: DDIM's eta in [0, 1]; None: the run's ``sample.eta`` (0 without one).
+        noise: the SDE's noise scale; None: the run's ``sample.noise`` (1 without one).
+        cond: the class of every sample (labelled runs); None: ``num`` samples spread evenly
+            over the classes (a labelled run) or unconditional ones.
+        guidance: classifier-free guidance scale; None: the run's ``sample.guidance``.
+        echo: where the summary line goes.
+
+    Raises:
+        DataError: an output suffix that is not supported, or an interpolation file with
+            fewer than 2 rows or the wrong number of columns.
+        ModelFileError: an unloadable run.
+        SamplerError: a sampler, label or guidance that does not fit the model.
+    """
+    out = Path(out)
+    if out.suffix not in (*TABLE_SUFFIXES, ".png"):
+        raise DataError(f"{out}: expected a file ending in .npy, .csv or .png")
+    model = load(run_dir)
+    shape = point_shape(model)
+    image = len(shape) == 3
+    if out.suffix == ".png" and shape != (2,) and not image:
+        raise DataError(f"{out}: a .png needs 2-D points or images, this model has {shape}")
+    if out.suffix == ".csv" and image:
+        raise DataError(f"{out}: images are written as .npy (N, C, H, W) or a .png grid")
+    defaults = run_defaults(run_dir)
+    steps = steps if steps is not None else defaults.steps
+    method = method if method is not None else defaults.method
+    eta = eta if eta is not None else defaults.eta
+    noise = noise if noise is not None else defaults.noise
+    if guidance is None:
+        guidance = defaults.guidance
+    labels = sample_labels(model, num, cond, guidance)
+    if labels is None:
+        guidance = None  # an unlabelled run: the run's default guidance does not apply
+    check_sampler(model, "average" if model.two_times else method, [steps], eta=eta)
+    if interpolate is not None and method in SCORE_METHODS:
+        raise SamplerError(f"--interpolate decodes with an ODE solver, got --method {method}")
+    if interpolate is not None:
+        x, what = _interpolants(model, Path(interpolate), num, steps, method)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        res = generate(
+            model,
+            model.draw_source(num, g),
+            steps=steps,
+            method=method,
+            eta=eta,
+            noise=noise,
+            generator=g,
+            cond=labels,
+            guidance=guidance,
+        )
+        how = "average velocity" if model.two_times else method
+        guided = f", guidance {guidance:g}" if guidance is not None else ""
+        x, what = res.x, f"samples ({how}, NFE {res.nfe}{guided})"
+    x = model.decode(x)
+    _write(model, x, out, image=image, per_class=labels is not None, what=what)
+    echo(f"wrote {num} {what} to {out}")
+    return out
+
+
+def _write(
+    model: FlowModel, x: torch.Tensor, out: Path, *, image: bool, per_class: bool, what: str
+) -> None:
+    if out.suffix == ".png":
+        from flowmatch import viz
+
+        if image:
+            num = x.shape[0]
+            per_row = max(1, num // model.num_classes) if per_class and model.num_classes else 10
+            viz.image_grid(x, out, nrow=min(per_row, num), scale=max(1, 96 // x.shape[-1]))
+        else:
+            viz.scatter(x, out, title=what)
+    elif image:
+        import numpy as np
+
+        from flowmatch.atomic import atomic_path
+
+        with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, x.detach().cpu().numpy().astype(np.float32))
+    else:
+        save_table(out, x, model.info.get("columns"))
+
+
+def _interpolants(
+    model: FlowModel, data_file: Path, num: int, steps: int, method: str
+) -> tuple[torch.Tensor, str]:
+    """``num`` points between the first two rows of a data file (model units)."""
+    from flowmatch.sampling import interpolate
+
+    if model.source is not None:
+        raise SamplerError(
+            f"--interpolate: interpolation slerps in N(0, I) noise space; this model's source "
+            f"is {model.source!r}"
+        )
+    if num < 2:
+        raise DataError(f"--num: interpolation needs at least 2 points, got {num}")
+    shape = point_shape(model)
+    if len(shape) != 1:
+        raise DataError(f"--interpolate: takes a table of points; this model makes {shape} images")
+    table = load_table(data_file)
+    dim = shape[0]
+    if table.data.shape[0] < 2 or table.data.shape[1] != dim:
+        raise DataError(
+            f"{data_file}: expected at least 2 rows of {dim} columns to interpolate between, "
+            f"got {table.data.shape[0]} rows of {table.data.shape[1]}"
+        )
+    ends = model.encode_data(table.data[:2].float()).float()
+    x = interpolate(model, ends[0], ends[1], num=num, steps=steps, method=method)
+    return x, f"interpolants between rows 1 and 2 of {data_file.name} ({method} decoding)"

@@ -1,0 +1,51 @@
+"""The errors flowmatch raises for bad input, one class per kind of input.
+
+Each message is one line that names the file, key or option and what was expected, so the
+command line can print it as it is (exit code 2). All derive from ``ValueError``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "FlowmatchError",
+    "ModelFileError",
+    "RunExistsError",
+    "SamplerError",
+]
+
+
+class FlowmatchError(ValueError):
+    """Base class of the input errors below; ``str(err)`` is always one line."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class DataError(FlowmatchError):
+    """A data file (table, image folder, IDX file, pairs) that cannot be used."""
+
+
+class ModelFileError(FlowmatchError):
+    """A model directory that cannot be loaded (or a model that cannot be saved)."""
+
+
+class ConfigError(FlowmatchError):
+    """A run config that cannot be used.
+
+    Attributes:
+        key: the dotted key (``"train.steps"``) or file the first problem is about, or None.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class SamplerError(FlowmatchError):
+    """A sampler (method, steps, eta, guidance, labels) that does not fit the model."""
+
+
+class RunExistsError(FlowmatchError):
+    """The output directory already holds a run and neither resume nor overwrite was asked."""

@@ -1,0 +1,137 @@
+"""Evaluation reports of a run: the table (``eval.txt``), the curve (``quality_vs_nfe.png``)
+and the rows of ``eval.csv``; :func:`run_report` is the final evaluation the trainer and
+``flowmatch eval`` share, so both give the same numbers for the same run and settings."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from flowmatch.evaluation import seeds
+from flowmatch.evaluation.loop import Metric, evaluate_model
+from flowmatch.evaluation.points import format_straightness, model_straightness
+
+__all__ = ["append_csv", "run_report", "write_report"]
+
+
+def write_report(
+    directory: str | Path,
+    metric: Any,
+    rows: Sequence[Any],
+    floor: Any,
+    *,
+    title: str,
+    straightness: float | None = None,
+) -> str:
+    """Write ``eval.txt`` (the table) and ``quality_vs_nfe.png`` into a run directory.
+
+    Args:
+        directory: the run directory.
+        metric: the metric the rows are of (it formats them).
+        rows, floor: the evaluation's rows and floor.
+        title: the plot's title.
+        straightness: a straightness figure for the table's last line, or None.
+
+    Returns:
+        The table text.
+    """
+    from flowmatch import viz
+    from flowmatch.atomic import atomic_path
+
+    directory = Path(directory)
+    table = metric.format_table(rows, floor)
+    if straightness is not None:
+        table += "\n" + format_straightness(straightness)
+    with atomic_path(directory / "eval.txt") as tmp:
+        tmp.write_text(table + "\n")
+    by_method: dict[str, list[tuple[int, float, float]]] = {}
+    for r in rows:
+        by_method.setdefault(r.method, []).append(metric.curve(r))
+    viz.quality_vs_nfe(
+        by_method,
+        directory / "quality_vs_nfe.png",
+        metric=metric.label,
+        floor=metric.floor_band(floor),
+        title=title,
+    )
+    return table
+
+
+def append_csv(path: str | Path, step: int, rows: Sequence[Any], header: Sequence[str]) -> None:
+    """Append the rows of an evaluation at training step ``step`` to ``eval.csv``."""
+    path = Path(path)
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(header)
+        for r in rows:
+            writer.writerow([step, *r.csv_values()])
+
+
+def run_report(
+    model: nn.Module,
+    metric: Metric,
+    source: Callable[[int, torch.Generator], Tensor],
+    directory: str | Path,
+    *,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    num: int,
+    draws: int,
+    seed: int,
+    eta: float = 0.0,
+    noise: float = 1.0,
+    cond: Tensor | None = None,
+    guidance: float | None = None,
+    title: str,
+    straightness: bool = False,
+    echo: Callable[[str], None] = print,
+) -> tuple[list[Any], Any]:
+    """The final evaluation of a run: every row (echoed as computed), the floor, the
+    straightness (points), and ``eval.txt`` with its plot.
+
+    Args:
+        model: the model (the run's EMA FlowModel).
+        metric: what to measure (:class:`~flowmatch.evaluation.points.PointMetric` or
+            :class:`~flowmatch.evaluation.images.DigitsMetric`).
+        source: ``f(n, generator)`` drawing source points.
+        directory: the run directory the report is written to.
+        steps, methods, num, draws, eta, noise, cond, guidance: see
+            :func:`~flowmatch.evaluation.loop.evaluate_model`.
+        seed: the run's seed; the draws come from its ``eval`` stream and the straightness
+            points from its ``straightness`` stream (:mod:`flowmatch.evaluation.seeds`).
+        title: the plot's title.
+        straightness: also measure the flow's straightness (a line of the table).
+        echo: where progress lines and the table go.
+
+    Returns:
+        The rows and the floor.
+    """
+    eval_seed = seeds.stream_seed(seed, "eval")
+    rows = evaluate_model(
+        model,
+        metric,
+        source,
+        steps=steps,
+        methods=methods,
+        num=num,
+        draws=draws,
+        seed=eval_seed,
+        eta=eta,
+        noise=noise,
+        cond=cond,
+        guidance=guidance,
+        on_row=lambda r: echo(metric.format_row(r)),
+    )
+    floor = metric.floor(num, draws, eval_seed)
+    straight = None
+    if straightness:
+        straight = model_straightness(model, source, seed=seeds.stream_seed(seed, "straightness"))
+    echo(write_report(directory, metric, rows, floor, title=title, straightness=straight))
+    return rows, floor

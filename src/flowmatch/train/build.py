@@ -1,0 +1,258 @@
+"""From a run config to objects, in one place, through the registries.
+
+Every object of a run is built here from its config section by name: the schedule
+(``schedules.SCHEDULES``), the coupling (``couplings.COUPLINGS``), the time sampler
+(``time.TIME_SAMPLERS``), the network (``models.registry``), the loss and the FlowModel. The
+rules that tie sections together are not restated here: each lives in the object it
+concerns (the loss refuses a Schrödinger bridge on a cosine path, a FlowModel refuses DDPM on
+a bridge or guidance without labels, the DDPM schedule refuses more sampling steps than its
+timesteps) or in the config validator, and this module turns the object's refusal into a
+:class:`~flowmatch.errors.ConfigError` naming the config key to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from torch import nn
+
+from flowmatch.couplings import COUPLINGS, Coupling
+from flowmatch.errors import ConfigError, SamplerError
+from flowmatch.flow import FlowModel
+from flowmatch.loss import FlowMatchingLoss
+from flowmatch.meanflow import MeanFlowLoss
+from flowmatch.models import registry
+from flowmatch.models.embeddings import time_frequency
+from flowmatch.paths import AffinePath
+from flowmatch.schedules import SCHEDULES
+from flowmatch.time import TIME_SAMPLERS, Discrete, TimeSampler
+from flowmatch.train.config import RunConfig, config_to_dict
+from flowmatch.train.data import RunData
+from flowmatch.train.loop import LoopSettings, OptimSettings
+
+__all__ = [
+    "build_coupling",
+    "build_flow",
+    "build_loss",
+    "build_net",
+    "build_path",
+    "build_time_sampler",
+    "check_sampling",
+    "loop_settings",
+    "net_arch",
+    "optim_settings",
+]
+
+T = TypeVar("T")
+
+# The config key of each parameter an object names first in its error message.
+_KEYS = {
+    "path": "path.schedule",
+    "coupling": "coupling.name",
+    "prediction": "objective.prediction",
+    "time_sampler": "time.sampler",
+    "cond_dropout": "objective.cond_dropout",
+}
+
+
+def _config_error(key: str, err: Exception) -> ConfigError:
+    text = " ".join(str(err).split())
+    head, sep, rest = text.partition(": ")
+    if sep and head in _KEYS:
+        key, text = _KEYS[head], rest
+    return ConfigError(f"config: {key}: {text}", key=key)
+
+
+def _make(key: str, fn: Callable[[], T]) -> T:
+    """Build an object; its ValueError becomes a ConfigError naming ``key`` (or the key of
+    the parameter its message starts with)."""
+    try:
+        return fn()
+    except ValueError as err:
+        raise _config_error(key, err) from None
+
+
+def build_path(cfg: RunConfig) -> AffinePath:
+    """The affine path of ``path`` (``schedule`` and its parameters)."""
+    p = cfg.path
+    return _make("path", lambda: AffinePath(SCHEDULES[p.schedule](**p.params())))
+
+
+def build_coupling(cfg: RunConfig) -> Coupling:
+    """The coupling of ``coupling`` (``name`` and its parameters)."""
+    c = cfg.coupling
+    return _make("coupling", lambda: COUPLINGS[c.name](**c.params()))
+
+
+def build_time_sampler(cfg: RunConfig) -> TimeSampler:
+    """The time sampler of ``time``; ``discrete`` draws the ``ddpm`` path's timesteps."""
+    t = cfg.time
+    if t.sampler == "discrete":
+        return _make("time", lambda: Discrete(cfg.path.timesteps))
+    return _make("time", lambda: TIME_SAMPLERS[t.sampler](**t.params()))
+
+
+def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
+    """The ``{"name": ..., **kwargs}`` the run's network is built from (and saved with).
+
+    ``mlp`` and ``unet`` get the data's shape (and the U-Net its classes) from the data; a
+    registered network of your own gets exactly the keys of its ``model`` section.
+    """
+    m = cfg.model
+    two_times = cfg.objective.name == "meanflow"
+    if m.name == "mlp":
+        arch: dict[str, Any] = {
+            "name": "mlp",
+            "dim": data.dim,
+            "hidden": m.hidden,
+            "depth": m.depth,
+            "activation": m.activation,
+            "time_embed_dim": m.time_embed_dim,
+        }
+    elif m.name == "unet":
+        arch = {
+            "name": "unet",
+            "channels": data.shape[0],
+            "size": data.shape[1],
+            "base": m.channels,
+            "multipliers": list(m.multipliers),
+            "num_res_blocks": m.res_blocks,
+            "attention_resolutions": list(m.attention),
+            "groups": m.groups,
+            "time_embed_dim": m.time_embed_dim,
+            "num_classes": data.num_classes,
+            "dropout": m.dropout,
+        }
+    else:
+        return {"name": m.name, **m.params()}
+    arch["time_frequency"] = time_frequency(m.time_frequency, two_times=two_times)
+    if two_times:
+        arch["two_times"] = True
+    return arch
+
+
+def build_net(cfg: RunConfig, data: RunData) -> nn.Module:
+    """A freshly initialized network (seed torch first for reproducible weights)."""
+    arch = net_arch(cfg, data)
+    return _make("model", lambda: registry.build(arch))
+
+
+def build_loss(cfg: RunConfig, data: RunData) -> FlowMatchingLoss | MeanFlowLoss:
+    """The objective's loss on the run's path, coupling and time sampler (label dropout for
+    labelled data)."""
+    obj = cfg.objective
+    labelled = data.num_classes is not None
+    common = {
+        "coupling": build_coupling(cfg),
+        "time_sampler": build_time_sampler(cfg),
+        "cond_dropout": obj.cond_dropout if labelled else 0.0,
+        "null_cond": data.num_classes,
+    }
+    path = build_path(cfg)
+    if obj.name == "meanflow":
+        return _make(
+            "objective",
+            lambda: MeanFlowLoss(
+                path=path,
+                ratio_distinct=obj.ratio_distinct,
+                adaptive_p=obj.adaptive_p,
+                tangent=obj.tangent,
+                time_pairs=obj.time_pairs,
+                **common,
+            ),
+        )
+    return _make("objective", lambda: FlowMatchingLoss(path, prediction=obj.prediction, **common))
+
+
+def build_flow(
+    cfg: RunConfig, data: RunData, loss: FlowMatchingLoss | MeanFlowLoss, net: nn.Module
+) -> FlowModel:
+    """The run's FlowModel: the net, the loss's path and prediction, the data's source,
+    labels, standardization and shape, and the objective and coupling for the record."""
+    raw = config_to_dict(cfg)
+    info: dict[str, Any] = {
+        "data": data.name,
+        "objective": raw["objective"],
+        "coupling": raw["coupling"],
+    }
+    if data.class_names is not None:
+        info["class_names"] = data.class_names
+    if data.columns is not None:
+        info["columns"] = data.columns
+    return _make(
+        "model",
+        lambda: FlowModel(
+            net,
+            path=loss.path,
+            prediction=loss.prediction,
+            two_times=cfg.objective.name == "meanflow",
+            source=data.source,
+            num_classes=data.num_classes,
+            transform=data.standardizer,
+            shape=data.shape,
+            info=info,
+        ),
+    )
+
+
+def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
+    """Check the run's samplers (``sample`` and ``eval``) and guidance against its model, by
+    the model's own rules, before anything is trained.
+
+    Raises:
+        ConfigError: naming ``sample.method`` / ``eval.methods``, ``sample.steps`` /
+            ``eval.steps``, ``sample.eta`` or ``sample.guidance``.
+    """
+    s, ev = cfg.sample, cfg.eval
+    keys = {
+        "sample": {"method": "sample.method", "steps": "sample.steps", "eta": "sample.eta"},
+        "eval": {"method": "eval.methods", "steps": "eval.steps", "eta": "sample.eta"},
+    }
+    uses = [("sample", [s.method], [s.steps]), ("eval", list(ev.methods), list(ev.steps))]
+    for section, methods, steps in uses:
+        if flow.two_times:
+            methods = ["average"]  # a two-time model is sampled by its jumps alone
+        for method in methods:
+            try:
+                flow.check_sampler(method, steps, eta=s.eta)
+            except SamplerError as err:
+                key = keys[section][getattr(err, "option", "method")]
+                raise ConfigError(f"config: {key}: {err}", key=key) from None
+    labels = None if flow.num_classes is None else [0]
+    try:
+        import torch
+
+        flow.check_guidance(s.guidance, torch.tensor(labels) if labels else None)
+    except SamplerError as err:
+        raise ConfigError(f"config: sample.guidance: {err}", key="sample.guidance") from None
+
+
+def optim_settings(cfg: RunConfig) -> OptimSettings:
+    """The ``optim`` section as :class:`~flowmatch.train.loop.OptimSettings`."""
+    o = cfg.optim
+    return OptimSettings(
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        warmup_steps=o.warmup_steps,
+        grad_clip=o.grad_clip,
+        betas=tuple(o.betas),
+    )
+
+
+def loop_settings(cfg: RunConfig, *, progress: bool) -> LoopSettings:
+    """The ``train`` section as :class:`~flowmatch.train.loop.LoopSettings`."""
+    t = cfg.train
+    return LoopSettings(
+        steps=t.steps,
+        batch_size=t.batch_size,
+        ema_decay=t.ema_decay,
+        seed=t.seed,
+        checkpoint_every=t.checkpoint_every,
+        log_every=t.log_every,
+        eval_every=t.eval_every,
+        precision=t.precision,
+        compile=t.compile,
+        tensorboard=t.tensorboard,
+        progress=progress,
+    )

@@ -1,0 +1,261 @@
+"""The sections of a run config that are plain mappings, and `RunConfig`, the whole run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from flowmatch.train.config.choices import (
+    CouplingConfig,
+    FlowMatchingObjectiveConfig,
+    IndependentCouplingConfig,
+    LinearPathConfig,
+    MLPConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    PathConfig,
+    TimeConfig,
+    UniformTimeConfig,
+)
+from flowmatch.train.config.types import (
+    DATA_SUFFIXES,
+    DataName,
+    NonEmptyPositiveIntList,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    SamplerName,
+    ToyName,
+    UnitFloat,
+    _as_list,
+    _FieldProblem,
+    _Int,
+    _Section,
+)
+
+
+class SourceConfig(_Section):
+    """The source distribution (t = 0) when it is not N(0, I).
+
+    Attributes:
+        name: a toy 2-D set, one of `TOY_DATASETS`.
+    """
+
+    name: ToyName
+
+
+class DataConfig(_Section):
+    """The data (t = 1): a toy set or image set by name, a file of points, or image files;
+    exactly one of ``name``, ``path`` and ``images``.
+
+    Attributes:
+        name: a toy 2-D set, one of `TOY_DATASETS`, or ``digits`` (scikit-learn's 8x8 digits,
+            10 classes, fixed train/test split); "checkerboard" when nothing else is given.
+        path: a ``.csv`` or ``.npy`` file of points, one per row, as written (a relative path is
+            relative to the working directory of the run).
+        images: image data with class labels: a folder of class sub-folders of PNG/JPEG files,
+            or an MNIST IDX images file (gzip or not) with ``labels``.
+        labels: the IDX labels file of an IDX ``images`` file.
+        image_size: the side images of a folder are resized to.
+        channels: 1 (gray) or 3 (RGB) for folder images.
+        source: the source distribution; None (the default) is the standard normal.
+        num_train: points drawn for training (toy sets; the pool an epoch draws from).
+        num_holdout: held-out points used for evaluation.
+        pairs: a ``.safetensors`` file of fixed (x0, x1) training pairs (written by
+            ``flowmatch reflow``); training draws from the pairs, while name/path still
+            define the held-out data of the evaluation.
+    """
+
+    name: DataName | None = None
+    path: str | None = None
+    images: str | None = None
+    labels: str | None = None
+    image_size: Annotated[_Int, Field(ge=8, le=64)] = 32
+    channels: Literal[1, 3] = 1
+    pairs: str | None = None
+    source: SourceConfig | None = None
+    num_train: PositiveInt = 100_000
+    num_holdout: PositiveInt = 5_000
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, data: Any) -> Any:
+        if data is None:
+            data = {}
+        if isinstance(data, dict) and all(data.get(k) is None for k in ("name", "path", "images")):
+            data = {**data, "name": "checkerboard"}
+        return data
+
+    @property
+    def is_image(self) -> bool:
+        """Whether the data are images (digits or ``images``) rather than points."""
+        return self.name == "digits" or self.images is not None
+
+    @field_validator("path")
+    @classmethod
+    def _check_suffix(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() not in DATA_SUFFIXES:
+            raise ValueError(f"expected a .csv or .npy file, got {value!r}")
+        return value
+
+    @field_validator("pairs")
+    @classmethod
+    def _check_pairs_suffix(cls, value: str | None) -> str | None:
+        if value is not None and Path(value).suffix.lower() != ".safetensors":
+            raise ValueError(f"expected a .safetensors file of pairs, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _name_xor_path(self) -> DataConfig:
+        if self.name is not None and self.path is not None:
+            raise _FieldProblem(
+                "path",
+                f"give either data.name or data.path, not both (got name {self.name!r} and "
+                f"path {self.path!r}; set data.name=null to use the file)",
+            )
+        if self.images is not None and (self.name is not None or self.path is not None):
+            raise _FieldProblem(
+                "images",
+                "give data.images alone, without data.name or data.path (set them to null)",
+            )
+        if self.labels is not None and self.images is None:
+            raise _FieldProblem("labels", "data.labels is the IDX labels file of data.images")
+        if self.is_image and self.source is not None:
+            raise _FieldProblem(
+                "source", "image data are generated from N(0, I) noise; remove data.source"
+            )
+        return self
+
+
+class OptimConfig(_Section):
+    """AdamW and its learning-rate warmup.
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay.
+        warmup_steps: steps of linear warmup from 0 to lr.
+        grad_clip: maximum global gradient norm; null for no clipping.
+        betas: Adam's (beta1, beta2), each in [0, 1).
+    """
+
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+    warmup_steps: NonNegativeInt = 0
+    grad_clip: PositiveFloat | None = 1.0
+    betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
+
+
+class TrainConfig(_Section):
+    """The training loop.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: points per step.
+        ema_decay: decay of the weight EMA, in [0, 1).
+        seed: seed of every random draw of the run.
+        checkpoint_every: steps between checkpoints.
+        eval_every: steps between evaluations.
+        log_every: steps between log lines.
+        device: auto | cpu | cuda; auto picks cuda when available.
+        precision: fp32 | bf16 | fp16 autocast.
+        compile: wrap the model in torch.compile.
+        tensorboard: also log to TensorBoard.
+    """
+
+    steps: PositiveInt = 20_000
+    batch_size: PositiveInt = 256
+    ema_decay: UnitFloat = 0.999
+    seed: NonNegativeInt = 0
+    checkpoint_every: PositiveInt = 1_000
+    eval_every: PositiveInt = 2_000
+    log_every: PositiveInt = 100
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False
+    tensorboard: bool = False
+
+
+class SampleConfig(_Section):
+    """The default sampler of the trained model.
+
+    Attributes:
+        steps: solver steps (ignored by the adaptive dopri5).
+        method: one of `SAMPLER_METHODS`: an ODE solver, sde (Euler-Maruyama on the flow's
+            SDE), ddpm (ancestral) or ddim.
+        eta: DDIM's stochasticity, in [0, 1] (0: deterministic).
+        noise: the SDE's noise scale: g(t) = noise * sigma_t.
+        guidance: classifier-free guidance scale of labelled runs (1: the conditional model;
+            null: no guidance).
+    """
+
+    steps: PositiveInt = 16
+    method: SamplerName = "midpoint"
+    eta: Probability = 0.0
+    noise: NonNegativeFloat = 1.0
+    guidance: NonNegativeFloat | None = None
+
+
+class EvalConfig(_Section):
+    """Sample quality against held-out data, per solver and step count.
+
+    Attributes:
+        steps: step counts to evaluate; a list or a comma-separated string ("1,2,4").
+        methods: samplers to evaluate (`SAMPLER_METHODS`; ddim and sde with the eta and noise
+            of the ``sample`` section); a list or a comma-separated string.
+        num_samples: samples per draw.
+        draws: independent draws, for the mean and spread of each metric.
+    """
+
+    steps: NonEmptyPositiveIntList = Field(default_factory=lambda: [1, 2, 4, 8, 16])
+    methods: Annotated[list[SamplerName], BeforeValidator(_as_list), Field(min_length=1)] = Field(
+        default_factory=lambda: ["euler", "midpoint"]
+    )
+    num_samples: PositiveInt = 5_000
+    draws: PositiveInt = 5
+
+
+class RunConfig(_Section):
+    """A whole run; the sections and keys of the YAML file, all with defaults.
+
+    The rules between sections are checked here: ``time.sampler: discrete`` needs a ``ddpm``
+    path, fixed pairs (``data.pairs``) need the ``independent`` coupling, and the ``mlp`` and
+    ``unet`` models take points and images respectively (a registered model takes either).
+    """
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=MLPConfig)
+    path: PathConfig = Field(default_factory=LinearPathConfig)
+    coupling: CouplingConfig = Field(default_factory=IndependentCouplingConfig)
+    time: TimeConfig = Field(default_factory=UniformTimeConfig)
+    objective: ObjectiveConfig = Field(default_factory=FlowMatchingObjectiveConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> RunConfig:
+        if self.data.pairs is not None and self.coupling.name != "independent":
+            raise _FieldProblem(
+                "coupling.name",
+                "fixed pairs (data.pairs) are already coupled; use 'independent', got "
+                f"{self.coupling.name!r}",
+            )
+        if self.time.sampler == "discrete" and self.path.schedule != "ddpm":
+            raise _FieldProblem(
+                "time.sampler",
+                "discrete draws the timesteps of a ddpm path; set path.schedule=ddpm, got "
+                f"{self.path.schedule!r}",
+            )
+        builtin = self.model.name in ("mlp", "unet")
+        if builtin and self.data.is_image != (self.model.name == "unet"):
+            wanted = "unet" if self.data.is_image else "mlp"
+            what = "image data" if self.data.is_image else "points (toy sets, tables)"
+            raise _FieldProblem(
+                "model.name", f"{what} need model.name={wanted}, got {self.model.name!r}"
+            )
+        return self

@@ -1,0 +1,326 @@
+"""The training loop: one loop for one CPU, one GPU or many processes (torchrun + DDP).
+
+:class:`TrainLoop` trains a :class:`~flowmatch.flow.FlowModel` with a loss on a batch source
+(:mod:`flowmatch.train.batches`), keeps the EMA of its weights, logs, checkpoints atomically
+and resumes. Every random draw of the loop (batches, noise, times, couplings) comes from one
+seeded generator per process whose state is checkpointed with the optimizer, the EMA and
+torch's global RNG, so a run killed at any moment and resumed ends bit-identical (on CPU) to
+an uninterrupted one. ``fm.train`` and the config-driven :class:`~flowmatch.train.Trainer`
+both drive this loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from flowmatch.evaluation import seeds
+from flowmatch.flow import FlowModel
+from flowmatch.train import distributed
+from flowmatch.train.batches import Batches
+from flowmatch.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    remove_partial,
+    save_checkpoint,
+)
+from flowmatch.train.ema import EMA
+from flowmatch.train.logging import MetricsLog, disabled_log, progress_bar
+
+__all__ = ["LoopSettings", "NonFiniteLossError", "OptimSettings", "TrainLoop", "lr_lambda"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient became NaN/Inf; the run stopped before applying it."""
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    """AdamW and its learning-rate schedule (linear warmup, then cosine decay to 0).
+
+    Attributes:
+        lr: peak learning rate.
+        weight_decay: decoupled weight decay.
+        warmup_steps: steps of linear warmup from 0 to lr.
+        grad_clip: maximum global gradient norm; None for no clipping.
+        betas: Adam's (beta1, beta2).
+    """
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How long and how to train.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: points per step and process (a DataLoader's own batches are used as
+            they come).
+        ema_decay: decay of the weight EMA, in [0, 1).
+        seed: the run's seed (the batch generator's stream derives from it).
+        checkpoint_every: steps between checkpoints (with an output directory).
+        log_every: steps between ``metrics.csv`` rows.
+        eval_every: steps between calls of the periodic evaluation (None: never).
+        precision: fp32 | bf16 | fp16 autocast.
+        compile: wrap the model in ``torch.compile``.
+        tensorboard: also log to TensorBoard.
+        progress: show a progress bar (rank 0).
+    """
+
+    steps: int
+    batch_size: int = 256
+    ema_decay: float = 0.999
+    seed: int = 0
+    checkpoint_every: int = 1000
+    log_every: int = 100
+    eval_every: int | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    tensorboard: bool = False
+    progress: bool = True
+
+
+def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warmup from 0 to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class TrainLoop:
+    """Train a FlowModel with a loss on a batch source.
+
+    Args:
+        flow: the model (its net is trained in place; moved to the process's device).
+        loss: called as ``loss(model, x1, x0=, cond=, generator=)``, returning a scalar.
+        batches: the batch source.
+        settings: :class:`LoopSettings`.
+        optim: :class:`OptimSettings`.
+        out: the run directory for checkpoints, ``model/`` and ``metrics.csv``; None keeps
+            everything in memory.
+        dist: the process's place (:func:`flowmatch.train.distributed.setup`).
+        on_eval: called on rank 0 with the step every ``eval_every`` steps (not at the end).
+        echo: where messages go (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        flow: FlowModel,
+        loss: Any,
+        batches: Batches,
+        settings: LoopSettings,
+        optim: OptimSettings,
+        *,
+        out: str | Path | None = None,
+        dist: distributed.DistInfo,
+        on_eval: Callable[[int], None] | None = None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.settings, self.optim_settings = settings, optim
+        self.out = Path(out) if out is not None else None
+        self.dist = dist
+        self.echo = echo if dist.is_main else (lambda _msg: None)
+        self.on_eval = on_eval
+        dev = dist.device
+        self.flow = flow.to(dev)
+        self.loss_fn = loss
+        self.ema = EMA(self.flow, settings.ema_decay)
+        self.opt = torch.optim.AdamW(
+            self.flow.parameters(),
+            lr=optim.lr,
+            betas=optim.betas,
+            weight_decay=optim.weight_decay,
+        )
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_lambda(optim.warmup_steps, settings.steps)
+        )
+        self.gen = seeds.generator(settings.seed, "batches", rank=dist.rank, device=dev)
+        self.batches = batches.to(dev)
+        net: nn.Module = self.flow
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                net, device_ids=[dev.index] if dev.type == "cuda" else None
+            )
+        if settings.compile:
+            net = torch.compile(net)
+        self.net = net
+        self.step = 0
+        self.elapsed = 0.0
+        self.log: Any = disabled_log()
+
+    # ---------------------------------------------------------------------- checkpoints
+    def _rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "data": self.gen.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            for i, s in enumerate(torch.cuda.get_rng_state_all()):
+                state[f"cuda{i}"] = s
+        return state
+
+    def _gather_rng(self) -> dict[str, torch.Tensor]:
+        """RNG states of every rank (each rank's batch generator differs)."""
+        state = self._rng_state()
+        if not self.dist.enabled:
+            return state
+        import torch.distributed as tdist
+
+        gathered: list[Any] = [None] * self.dist.world_size
+        tdist.all_gather_object(gathered, state["data"].cpu())
+        for r, s in enumerate(gathered):
+            state[f"data_rank{r}"] = s
+        return state
+
+    def checkpoint(self) -> None:
+        """Write the resumable state and ``model/`` (rank 0; every rank takes part)."""
+        rng = self._gather_rng()  # collective
+        if self.dist.is_main and self.out is not None:
+            optim = {
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "elapsed": self.elapsed,
+                "batches": self.batches.state_dict(),
+            }
+            save_checkpoint(
+                self.out / "checkpoints",
+                step=self.step,
+                model=self.flow.net.state_dict(),
+                ema=self.ema.module.net.state_dict(),
+                optim=optim,
+                rng=rng,
+            )
+            self.flow.save_pretrained(self.out / "model", ema=self.ema.module)
+        distributed.barrier(self.dist)
+
+    def restore(self) -> bool:
+        """Load the newest complete checkpoint of ``out``; False when there is none."""
+        if self.out is None:
+            return False
+        ckpt_dir = self.out / "checkpoints"
+        if self.dist.is_main:
+            remove_partial(ckpt_dir)
+        distributed.barrier(self.dist)
+        latest = latest_checkpoint(ckpt_dir)
+        if latest is None:
+            return False
+        ck = load_checkpoint(latest, device=self.dist.device)
+        self.flow.net.load_state_dict(ck.model)
+        self.ema.module.net.load_state_dict(ck.ema)
+        self.opt.load_state_dict(ck.optim["optimizer"])
+        self.sched.load_state_dict(ck.optim["scheduler"])
+        self.batches.load_state_dict(ck.optim.get("batches", {}))
+        torch.set_rng_state(ck.rng["torch"])
+        data_key = f"data_rank{self.dist.rank}"
+        self.gen.set_state(ck.rng[data_key if data_key in ck.rng else "data"].to("cpu"))
+        for key, value in ck.rng.items():
+            if key.startswith("cuda") and torch.cuda.is_available():
+                torch.cuda.set_rng_state(value, int(key[4:]))
+        self.step = ck.step
+        self.elapsed = float(ck.optim.get("elapsed", 0.0))
+        self.echo(f"resumed from {latest} (step {self.step})")
+        return True
+
+    # ------------------------------------------------------------------------------ run
+    def _autocast(self) -> Any:
+        precision = self.settings.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.dist.device.type, dtype=dtype)
+
+    def _batch(self, size: int) -> tuple[Any, torch.Tensor, Any]:
+        """(x0, x1, labels) of one step; x0 from the model's source when the batch has none
+        (None for N(0, I): the loss draws it)."""
+        x0, x1, cond = self.batches.next(size, self.gen)
+        if x0 is None and self.flow.source is not None:
+            x0 = self.flow.draw_source(x1.shape[0], self.gen).to(self.dist.device)
+        return x0, x1, cond
+
+    def _stop_non_finite(self, loss_value: float, grad_norm: float) -> None:
+        latest = latest_checkpoint(self.out / "checkpoints") if self.out is not None else None
+        kept = (
+            f"the last good checkpoint is {latest}" if latest else "no checkpoint was written yet"
+        )
+        raise NonFiniteLossError(
+            f"training stopped at step {self.step + 1}: the loss became non-finite "
+            f"(loss={loss_value}, grad_norm={grad_norm}); the update was not applied and {kept}"
+        )
+
+    def run(self) -> float:
+        """Train to ``settings.steps``; returns the loss of the last logged window."""
+        s = self.settings
+        if self.dist.is_main and self.out is not None:
+            self.log = MetricsLog(self.out, step=self.step, tensorboard=s.tensorboard)
+        try:
+            return self._loop()
+        finally:
+            self.log.close()
+
+    def _loop(self) -> float:
+        s, total, clip = self.settings, self.settings.steps, self.optim_settings.grad_clip
+        params = list(self.flow.parameters())
+        autocast = self._autocast()
+        window_loss, window_n, last_loss = 0.0, 0, float("nan")
+        start = time.perf_counter() - self.elapsed
+        with progress_bar(s.progress and self.dist.is_main) as bar:
+            task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
+            while self.step < total:
+                x0, x1, cond = self._batch(s.batch_size)
+                with autocast:
+                    loss = self.loss_fn(self.net, x1, x0=x0, cond=cond, generator=self.gen)
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    params, clip if clip is not None else float("inf")
+                )
+                loss_value, norm_value = loss.item(), grad_norm.item()
+                # The gradient norm is the same on every rank after DDP's all-reduce, so all
+                # ranks stop together; a NaN loss on any rank makes it non-finite.
+                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                    self._stop_non_finite(loss_value, norm_value)
+                self.opt.step()
+                self.sched.step()
+                self.ema.update(self.flow, self.step)
+                self.step += 1
+                window_loss += loss_value
+                window_n += 1
+                if self.step % s.log_every == 0 or self.step == total:
+                    last_loss = distributed.all_reduce_mean(window_loss / window_n, self.dist)
+                    self.elapsed = time.perf_counter() - start
+                    lr = self.sched.get_last_lr()[0]
+                    self.log.write(self.step, last_loss, lr, norm_value, self.elapsed)
+                    window_loss, window_n = 0.0, 0
+                    bar.update(task, completed=self.step, loss=last_loss)
+                if self.out is not None and (
+                    self.step % s.checkpoint_every == 0 or self.step == total
+                ):
+                    self.elapsed = time.perf_counter() - start
+                    self.checkpoint()
+                if (
+                    self.on_eval is not None
+                    and s.eval_every is not None
+                    and self.step % s.eval_every == 0
+                    and self.step < total
+                    and self.dist.is_main
+                ):
+                    self.on_eval(self.step)
+        self.elapsed = time.perf_counter() - start
+        return last_loss

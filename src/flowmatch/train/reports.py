@@ -1,0 +1,210 @@
+"""The evaluation and plots of a run: what the trainer writes at the end (and every
+``eval_every`` steps) and what ``flowmatch eval`` writes, from the same code.
+
+Points (toy sets, tables, image sets other than digits) are scored by W2/MMD against the
+held-out data with the noise floor and the flow's straightness; digits by FD/KID/class
+accuracy in the shipped classifier's features with the train/test floor. The draws come
+from the run's named seed streams (:mod:`flowmatch.evaluation.seeds`), so the trainer's
+``eval.txt`` and ``flowmatch eval`` with the same settings give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowmatch.evaluation import seeds
+from flowmatch.evaluation.images import DigitsMetric
+from flowmatch.evaluation.loop import evaluate_model
+from flowmatch.evaluation.points import PointMetric
+from flowmatch.evaluation.reports import append_csv, run_report
+from flowmatch.flow import FlowModel
+from flowmatch.sampling import generate, labels_in_turn
+from flowmatch.train.data import RunData
+
+__all__ = ["final_report", "metric_of", "periodic_report", "plots"]
+
+
+def metric_of(data: RunData) -> PointMetric | DigitsMetric:
+    """The metric a run's samples are scored with."""
+    if data.name == "digits":
+        return DigitsMetric(data.holdout, data.labels, data.train)
+    return PointMetric(data.reference())
+
+
+def _source(flow: FlowModel) -> Callable[[int, torch.Generator], torch.Tensor]:
+    return lambda n, g: flow.draw_source(n, g)
+
+
+def final_report(
+    flow: FlowModel,
+    data: RunData,
+    directory: str | Path,
+    *,
+    seed: int,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    num: int,
+    draws: int,
+    eta: float = 0.0,
+    noise: float = 1.0,
+    guidance: float | None = None,
+    echo: Callable[[str], None] = print,
+) -> tuple[list[Any], Any]:
+    """Every row, the floor, ``eval.txt`` and ``quality_vs_nfe.png`` of a run.
+
+    Args:
+        flow: the run's (EMA) model.
+        data: the run's data.
+        directory: the run directory.
+        seed: the run's ``train.seed``.
+        steps, methods: the sampler grid.
+        num: points per set (capped by the held-out data); digits always generate as many
+            images as the training split, with its labels.
+        draws: independent draws per figure.
+        eta, noise: of ddim and sde.
+        guidance: classifier-free guidance scale of labelled runs.
+        echo: where progress lines and the table go.
+
+    Returns:
+        The rows and the floor.
+    """
+    metric = metric_of(data)
+    if isinstance(metric, DigitsMetric):
+        g = "none" if guidance is None else guidance
+        return run_report(
+            flow,
+            metric,
+            _source(flow),
+            directory,
+            steps=steps,
+            methods=methods,
+            num=data.train.shape[0],
+            draws=draws,
+            seed=seed,
+            eta=eta,
+            noise=noise,
+            cond=data.labels,
+            guidance=guidance,
+            title=f"digits: FD vs NFE (guidance {g})",
+            echo=echo,
+        )
+    return run_report(
+        flow,
+        metric,
+        _source(flow),
+        directory,
+        steps=steps,
+        methods=methods,
+        num=data.max_eval_points(num),
+        draws=draws,
+        seed=seed,
+        eta=eta,
+        noise=noise,
+        title=f"{data.name}: W2 vs NFE",
+        straightness=not data.is_image,  # 64 midpoint steps of images: too slow on a CPU
+        echo=echo,
+    )
+
+
+def periodic_report(
+    flow: FlowModel,
+    data: RunData,
+    directory: str | Path,
+    step: int,
+    *,
+    seed: int,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    num: int,
+    eta: float = 0.0,
+    noise: float = 1.0,
+    guidance: float | None = None,
+) -> list[Any]:
+    """A quick evaluation during training, appended to ``eval.csv``: one draw of at most 1000
+    points per sampler (digits: the last sampler and step count, on the training labels)."""
+    metric = metric_of(data)
+    if isinstance(metric, DigitsMetric):
+        settings = dict(
+            steps=steps[-1:],
+            methods=methods[-1:],
+            num=data.train.shape[0],
+            cond=data.labels,
+            guidance=guidance,
+        )
+    else:
+        settings = dict(steps=steps, methods=methods, num=data.max_eval_points(min(num, 1000)))
+    rows = evaluate_model(
+        flow,
+        metric,
+        _source(flow),
+        draws=1,
+        seed=seeds.stream_seed(seed, "eval"),
+        eta=eta,
+        noise=noise,
+        **settings,
+    )
+    append_csv(Path(directory) / "eval.csv", step, rows, metric.csv_header)
+    return rows
+
+
+def plots(
+    flow: FlowModel,
+    data: RunData,
+    directory: str | Path,
+    *,
+    seed: int,
+    steps: int,
+    method: str,
+    eta: float = 0.0,
+    noise: float = 1.0,
+    guidance: float | None = None,
+    num: int = 5000,
+) -> None:
+    """The run's pictures at its sampler: ``samples.png`` and ``trajectories.png`` for 2-D
+    points; for images ``samples.png`` (a row per class, or a square grid) and ``path.png``
+    (one sample's states from noise, t=0, to image, t=1)."""
+    from flowmatch import viz
+
+    directory = Path(directory)
+    image = data.is_image
+    if not image and data.dim != 2:
+        return
+    k = data.num_classes
+    cond = labels_in_turn(10 * k, k) if image and k is not None else None
+    n = (10 * k if k is not None else 100) if image else min(num, 5000)
+    device = next(flow.parameters()).device
+    g = seeds.generator(seed, "plots")
+    x0 = flow.draw_source(n, g).to(device)
+    res = generate(
+        flow,
+        x0,
+        steps=steps,
+        method=method,
+        eta=eta,
+        noise=noise,
+        cond=cond.to(device) if cond is not None else None,
+        guidance=guidance if cond is not None else None,
+        generator=g,
+        return_trajectory=True,
+    )
+    if image:
+        scale = max(1, 96 // data.shape[-1])
+        viz.image_grid(res.x.cpu(), directory / "samples.png", nrow=10, scale=scale)
+        viz.trajectory_strip(
+            res.trajectory[:, 0].cpu(), directory / "path.png", num_frames=9, scale=scale
+        )
+        return
+    viz.scatter(
+        res.x.cpu(),
+        directory / "samples.png",
+        reference=data.holdout[:n],
+        names=("samples", "data"),
+        title=f"{data.name}: {method}, NFE {res.nfe}",
+    )
+    viz.trajectories(
+        res.trajectory.cpu(), directory / "trajectories.png", title="noise (t=0) to samples (t=1)"
+    )
