@@ -1,4 +1,5 @@
 import itertools
+import json
 
 import pytest
 import torch
@@ -133,3 +134,76 @@ def test_bad_input_names_the_argument():
         fm.AffinePath("linear")
     with pytest.raises(ValueError, match="eps"):
         fm.AffinePath(eps=0.0)
+
+
+# ------------------------------------------------------------------ Brownian bridge, path files
+
+
+def test_brownian_bridge_moments_match_its_closed_form():
+    """Given the pair, x_t ~ N(t x1 + (1-t) x0, sigma^2 t (1-t) I); u_t has mean x1 - x0.
+    100k draws per time: standard errors 0.003 (mean) and 0.005 (variance ratio), so 0.02."""
+    path = fm.BrownianBridgePath(0.7)
+    n = 100_000
+    x0 = torch.tensor([[1.0, -2.0]], dtype=torch.float64).expand(n, 2)
+    x1 = torch.tensor([[3.0, 0.5]], dtype=torch.float64).expand(n, 2)
+    g = torch.Generator().manual_seed(0)
+    for t_value in (0.1, 0.5, 0.8):
+        t = torch.full((n,), t_value, dtype=torch.float64)
+        x_t, u_t = path.sample(x0, x1, t, generator=g)
+        mean = t_value * x1[0] + (1 - t_value) * x0[0]
+        torch.testing.assert_close(x_t.mean(0), mean, atol=0.02, rtol=0)
+        var = 0.7**2 * t_value * (1 - t_value)
+        torch.testing.assert_close(
+            x_t.var(0) / var, torch.ones(2, dtype=torch.float64), atol=0.02, rtol=0
+        )
+        torch.testing.assert_close(u_t.mean(0), x1[0] - x0[0], atol=0.02, rtol=0)
+
+
+def test_brownian_bridge_of_zero_sigma_is_the_linear_path():
+    x0, x1, t = torch.randn(8, 3), torch.randn(8, 3), torch.rand(8)
+    bridge = fm.BrownianBridgePath(0.0).sample(x0, x1, t)
+    linear = fm.AffinePath().sample(x0, x1, t)
+    torch.testing.assert_close(bridge.x_t, linear.x_t)
+    torch.testing.assert_close(bridge.u_t, linear.u_t)
+    with pytest.raises(ValueError, match="sigma"):
+        fm.BrownianBridgePath(-1.0)
+
+
+def test_the_schrodinger_bridge_loss_trains_on_its_bridge_path():
+    sb = fm.couplings.SchrodingerBridge(0.4)
+    loss = fm.FlowMatchingLoss(coupling=sb)
+    assert loss.path == fm.BrownianBridgePath(0.4) == sb.path
+    with pytest.raises(ValueError, match="path: a SchrodingerBridge coupling has its own"):
+        fm.FlowMatchingLoss(fm.AffinePath(fm.schedules.Cosine()), coupling=sb)
+    with pytest.raises(ValueError, match="trains a velocity"):
+        fm.FlowMatchingLoss(coupling=sb, prediction="x1")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        fm.AffinePath(),
+        fm.AffinePath(fm.schedules.Cosine()),
+        fm.AffinePath(fm.schedules.Polynomial(3.0)),
+        fm.AffinePath(fm.schedules.VP(0.2, 10.0)),
+        fm.AffinePath(fm.schedules.VE(0.02, 20.0)),
+        fm.AffinePath(fm.schedules.DDPM(timesteps=50, betas="cosine")),
+        fm.BrownianBridgePath(0.25),
+    ],
+    ids=repr,
+)
+def test_path_dicts_round_trip(path):
+    from flowmatch.paths import path_from_dict, path_to_dict
+
+    spec = path_to_dict(path)
+    assert json.loads(json.dumps(spec)) == spec
+    assert path_from_dict(spec) == path
+
+
+def test_bad_path_dicts():
+    from flowmatch.paths import path_from_dict
+
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        path_from_dict({"schedule": "wavy"})
+    with pytest.raises(TypeError):
+        path_from_dict({"schedule": "vp", "beta": 3})

@@ -6,13 +6,22 @@ with code 2, leaving nothing half-written behind.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
+
+from flowmatch.app.options import (
+    ETA_HELP,
+    NOISE_HELP,
+    Plugins,
+    UsageError,
+    handles_user_errors,
+    int_list,
+    load_plugins,
+    method_list,
+)
 
 app = typer.Typer(
     name="flowmatch",
@@ -22,84 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class UsageError(ValueError):
-    """Bad input from the user: reported as one line, exit code 2."""
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from flowmatch.errors import FlowmatchError
-
-    return (UsageError, FlowmatchError)
-
-
-def handles_user_errors(fn: F) -> F:
-    """Turn the user-input errors raised by a command into one line on stderr and exit 2.
-
-    A training run whose loss turns non-finite exits with code 3 and one line.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from flowmatch.train.loop import NonFiniteLossError
-
-        try:
-            return fn(*args, **kwargs)
-        except _user_errors() as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from None
-        except NonFiniteLossError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=3) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _int_list(text: str, name: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"{name}: expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{name}: expected positive integers, got {text!r}")
-    return values
-
-
-def _method_list(text: str, name: str) -> list[str]:
-    from flowmatch.sampling import SAMPLE_METHODS
-
-    values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in SAMPLE_METHODS]
-    if not values or bad:
-        raise UsageError(f"{name}: expected methods from {', '.join(SAMPLE_METHODS)}, got {text!r}")
-    return values
-
-
-_ETA_HELP = "DDIM's eta in [0, 1], 0 deterministic [default: the run's sample.eta]."
-
-Plugins = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--plugin",
-        help="A module (dotted name or .py file) to import first: one that registers your "
-        "networks with @flowmatch.models.register. Repeatable.",
-    ),
-]
-
-
-def _load_plugins(plugins: list[str] | None) -> None:
-    from flowmatch.models.registry import load_plugin
-
-    for module in plugins or []:
-        try:
-            load_plugin(module)
-        except ValueError as err:
-            raise UsageError(str(err)) from None
-
-
-_NOISE_HELP = "SDE noise scale, g(t) = NOISE * sigma_t [default: the run's sample.noise]."
+__all__ = ["UsageError", "app", "main"]
 
 
 @app.command()
@@ -164,7 +96,7 @@ def train(
     from flowmatch.train.config import load_config
     from flowmatch.train.trainer import Trainer
 
-    _load_plugins(plugin)
+    load_plugins(plugin)
     overrides = set_ or []
     if resume:
         if out is None:
@@ -203,8 +135,8 @@ def sample(
             "[default: the run's sample.method]."
         ),
     ] = None,
-    eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_ETA_HELP)] = None,
-    noise: Annotated[float | None, typer.Option(min=0.0, help=_NOISE_HELP)] = None,
+    eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=ETA_HELP)] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, help=NOISE_HELP)] = None,
     cond: Annotated[
         int | None,
         typer.Option(help="Class of every sample (labelled runs) [default: each class in turn]."),
@@ -229,8 +161,8 @@ def sample(
     """Draw samples from a trained run (EMA weights) and write them atomically."""
     from flowmatch.app.sample import sample_run
 
-    _load_plugins(plugin)
-    method = _method_list(method, "--method")[0] if method is not None else None
+    load_plugins(plugin)
+    method = method_list(method, "--method")[0] if method is not None else None
     sample_run(
         run_dir,
         out,
@@ -257,18 +189,18 @@ def eval_(
     ] = "euler,midpoint",
     draws: Annotated[int, typer.Option(min=1, help="Independent draws per figure.")] = 5,
     num: Annotated[int, typer.Option(min=2, help="Points per set.")] = 2000,
-    eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=_ETA_HELP)] = None,
-    noise: Annotated[float | None, typer.Option(min=0.0, help=_NOISE_HELP)] = None,
+    eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=ETA_HELP)] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, help=NOISE_HELP)] = None,
     plugin: Plugins = None,
 ) -> None:
     """W2/MMD against held-out data at each NFE and method, with the noise floor and a plot."""
     from flowmatch.app.evaluate import evaluate_run
 
-    _load_plugins(plugin)
+    load_plugins(plugin)
     evaluate_run(
         run_dir,
-        steps=_int_list(steps, "--steps"),
-        methods=_method_list(methods, "--methods"),
+        steps=int_list(steps, "--steps"),
+        methods=method_list(methods, "--methods"),
         draws=draws,
         num=num,
         eta=eta,
@@ -301,7 +233,7 @@ def reflow(
     """Reflow a run: integrate noise to samples (dopri5), train on those pairs, warm-started."""
     from flowmatch.app.reflow import reflow_run
 
-    _load_plugins(plugin)
+    load_plugins(plugin)
     result = reflow_run(
         run_dir,
         out,
@@ -346,7 +278,7 @@ def likelihood(
     """Mean negative log-likelihood (nats and bits/dim) of data under a trained run."""
     from flowmatch.app.likelihood import likelihood_run
 
-    _load_plugins(plugin)
+    load_plugins(plugin)
     if method not in ("exact", "hutchinson"):
         raise UsageError(f"--method: expected exact or hutchinson, got {method!r}")
     likelihood_run(

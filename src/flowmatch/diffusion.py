@@ -31,8 +31,9 @@ import torch
 from torch import Tensor
 
 from flowmatch.paths import PREDICTION_KINDS, AffinePath, check_time
+from flowmatch.samplers import Sampler, register_sampler, run_sampler
 from flowmatch.schedules import DDPM
-from flowmatch.solvers import ODESolution, Sampler, register_sampler, run_sampler, time_grid
+from flowmatch.solvers import ODESolution, time_grid
 
 __all__ = [
     "DIFFUSION_METHODS",

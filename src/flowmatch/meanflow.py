@@ -41,8 +41,9 @@ from torch import Tensor, nn
 from flowmatch.couplings import Coupling, Independent, SchrodingerBridge
 from flowmatch.loss import check_label_dropout, couple_batch, source_batch
 from flowmatch.paths import AffinePath
+from flowmatch.samplers import Sampler, register_sampler, run_sampler
 from flowmatch.schedules import Linear
-from flowmatch.solvers import ODESolution, Sampler, register_sampler, run_sampler, time_grid
+from flowmatch.solvers import ODESolution, time_grid
 from flowmatch.time import TimeSampler, Uniform
 
 __all__ = ["MeanFlowLoss", "meanflow_target", "sample_average", "solve_average"]
@@ -177,9 +178,8 @@ class MeanFlowLoss:
             raise ValueError(f"coupling must be a Coupling, got {type(coupling).__name__}")
         if isinstance(coupling, SchrodingerBridge):
             raise ValueError(
-                "coupling: MeanFlow (objective meanflow) needs the linear path; a SchrodingerBridge "
-                "has its own "
-                "(use independent or minibatch OT pairs)"
+                "coupling: MeanFlow (objective meanflow) needs the linear path; a "
+                "SchrodingerBridge has its own (use independent or minibatch OT pairs)"
             )
         self.path = path
         self.prediction = "velocity"

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 
 from flowmatch.paths import AffinePath
-from flowmatch.solvers import ODESolution, Sampler, register_sampler, run_sampler, time_grid
+from flowmatch.samplers import Sampler, register_sampler, run_sampler
+from flowmatch.solvers import ODESolution, time_grid
 
 __all__ = ["SDEOptions", "solve_sde"]
 

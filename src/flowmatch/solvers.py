@@ -5,29 +5,20 @@ never a model (:class:`flowmatch.flow.FlowModel` is the adapter). Integration ru
 to t1 in either direction: t0=0, t1=1 takes noise to data, t0=1, t1=0 data to noise. Every
 result carries the exact number of velocity evaluations (NFE).
 
-**The sampler registry.** Every sampler, ODE or not, is a :class:`Sampler` in
-:data:`SAMPLERS` with one signature::
-
-    run(field, x0, times, *, generator=None, callback=None, options=None) -> ODESolution
-
-``field`` is the velocity callable (an average-velocity callable ``u(x, r, t)`` for
-MeanFlow's jumps), ``times`` the grid from :func:`time_grid` (or the timesteps of a DDPM
-schedule), ``options`` a small per-method dataclass (:class:`AdaptiveOptions` here; the SDE's
-and DDPM/DDIM's live in :mod:`flowmatch.sde` and :mod:`flowmatch.diffusion`), and
-``callback(k, x)`` is called with the state after each step k = 1..N. :func:`run_sampler`
-adds the trajectory.
+Every sampler is registered in :mod:`flowmatch.samplers` (the ODE solvers below register
+themselves there); the registry's names are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
+
+from flowmatch.samplers import SAMPLERS, Sampler, get_sampler, register_sampler, run_sampler
 
 __all__ = [
     "METHODS",
@@ -150,111 +141,6 @@ def time_grid(
         raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
     grid = torch.linspace(t0, t1, steps + 1, device=device, dtype=torch.float64)
     return grid.to(dtype)
-
-
-@dataclass(frozen=True)
-class Sampler:
-    """A sampling method of the registry.
-
-    Attributes:
-        name: its name (``method=`` everywhere).
-        run: ``run(field, x0, times, *, generator, callback, options) -> ODESolution``.
-        options: the dataclass of its options, or None when it has none.
-        stages: field evaluations per step (NFE = stages x steps); None when adaptive.
-        field: what ``run`` integrates: ``velocity`` (v(x, t)) or ``average`` (MeanFlow's
-            u(x, r, t)).
-        needs_score: whether it uses the score of a Gaussian path (SDE, DDPM, DDIM): then the
-            model's path must be Gaussian affine and its source N(0, I).
-        grid: ``grid(steps, options) -> times`` (float64, from 0 to 1); None: :func:`time_grid`.
-    """
-
-    name: str
-    run: Callable[..., ODESolution]
-    options: type | None = None
-    stages: int | None = 1
-    field: str = "velocity"
-    needs_score: bool = False
-    grid: Callable[[int, Any], Tensor] | None = None
-
-    def times(self, steps: int, options: Any = None) -> Tensor:
-        """The float64 grid of ``steps`` steps from 0 (source) to 1 (data)."""
-        if self.grid is not None:
-            return self.grid(steps, options)
-        return time_grid(steps, dtype=torch.float64)
-
-    def make_options(self, **settings: Any) -> Any:
-        """Its options object from whichever of ``settings`` it has fields for; None when it
-        takes no options. Raises ValueError for a bad value."""
-        if self.options is None:
-            return None
-        names = {f.name for f in dataclasses.fields(self.options)}
-        return self.options(**{k: v for k, v in settings.items() if k in names})
-
-
-SAMPLERS: dict[str, Sampler] = {}
-"""Every sampler by name, in order: the ODE solvers, then those of sde, diffusion, meanflow."""
-
-
-def register_sampler(sampler: Sampler) -> Sampler:
-    """Add a sampler to :data:`SAMPLERS` (an error if another one has its name)."""
-    old = SAMPLERS.get(sampler.name)
-    if old is not None and old.run is not sampler.run:
-        raise ValueError(f"a sampler named {sampler.name!r} is already registered")
-    SAMPLERS[sampler.name] = sampler
-    return sampler
-
-
-def _ensure_builtin() -> None:
-    # The samplers of these modules register themselves when imported.
-    import flowmatch.diffusion
-    import flowmatch.meanflow
-    import flowmatch.sde  # noqa: F401
-
-
-def get_sampler(name: str) -> Sampler:
-    """The registered sampler called ``name``.
-
-    Raises:
-        ValueError: an unknown name, listing the known ones.
-    """
-    if name not in SAMPLERS:
-        _ensure_builtin()
-    if name not in SAMPLERS:
-        raise ValueError(f"method must be one of {tuple(SAMPLERS)}, got {name!r}")
-    return SAMPLERS[name]
-
-
-def run_sampler(
-    sampler: Sampler | str,
-    field: Callable[..., Tensor],
-    x0: Tensor,
-    times: Tensor,
-    *,
-    options: Any = None,
-    generator: torch.Generator | None = None,
-    return_trajectory: bool = False,
-) -> ODESolution:
-    """Run a sampler over a grid, optionally keeping the states at every grid time.
-
-    Args:
-        sampler: a :class:`Sampler` or its name.
-        field: what the sampler integrates (see :attr:`Sampler.field`).
-        x0: the state at ``times[0]``, shape (B, *D).
-        times: the grid, shape (N+1,).
-        options: the sampler's options object.
-        generator: torch RNG of stochastic samplers.
-        return_trajectory: also return the states at ``times``, shape (N+1, B, *D).
-
-    Returns:
-        :class:`ODESolution` with the final state and the exact NFE.
-    """
-    sampler = get_sampler(sampler) if isinstance(sampler, str) else sampler
-    states = [x0] if return_trajectory else None
-    callback = (lambda _k, x: states.append(x)) if states is not None else None
-    res = sampler.run(field, x0, times, generator=generator, callback=callback, options=options)
-    if states is not None:
-        res.trajectory = torch.stack(states)
-    return res
 
 
 def nfe_of(method: str, steps: int) -> int:

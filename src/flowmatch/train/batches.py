@@ -43,9 +43,11 @@ Triple = tuple["Tensor | None", Tensor, "Tensor | None"]
 
 
 def _split_item(item: Any, where: str) -> tuple[Tensor, Tensor | None]:
-    """(x, label) of a dataset item or a collated batch: ``x`` or ``(x, label)``."""
+    """(x, label) of a dataset item or a collated batch: ``x``, ``(x,)`` or ``(x, label)``."""
     if isinstance(item, Tensor):
         return item, None
+    if isinstance(item, (tuple, list)) and len(item) == 1 and isinstance(item[0], Tensor):
+        return item[0], None  # a TensorDataset of data alone
     if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Tensor):
         label = item[1]
         if not isinstance(label, Tensor):
