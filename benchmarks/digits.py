@@ -38,11 +38,11 @@ from typing import Any
 import torch
 
 import flowmatch as fm
+from flowmatch.app.demo import DIGITS_OVERRIDES
 from flowmatch.atomic import atomic_path
-from flowmatch.demo import DIGITS_OVERRIDES
+from flowmatch.evaluation.images import evaluate_images, image_floor
 from flowmatch.sampling import labels_in_turn
 from flowmatch.train.config import load_config
-from flowmatch.train.image_eval import evaluate_images, image_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -47,12 +47,14 @@ from typing import Any
 import torch
 
 import flowmatch as fm
+from flowmatch.app.reflow import reflow_run
 from flowmatch.atomic import atomic_path
+from flowmatch.evaluation.loop import mean_std as _mean_std
+from flowmatch.evaluation.points import evaluate, noise_floor
+from flowmatch.evaluation.points import reference_draws as _reference_draws
 from flowmatch.metrics import w2
-from flowmatch.runs import reflow_run
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.data import load_run_data
-from flowmatch.train.evaluate import _mean_std, _reference_draws, evaluate, noise_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -45,13 +45,13 @@ from typing import Any
 import torch
 
 import flowmatch as fm
+from flowmatch.app.demo import DIGITS_OVERRIDES
+from flowmatch.app.reflow import reflow_run
 from flowmatch.atomic import atomic_path
-from flowmatch.demo import DIGITS_OVERRIDES
-from flowmatch.runs import reflow_run
+from flowmatch.evaluation.images import evaluate_images, image_floor
+from flowmatch.evaluation.points import evaluate, noise_floor
 from flowmatch.train.config import config_from_dict, load_config
 from flowmatch.train.data import load_run_data
-from flowmatch.train.evaluate import evaluate, noise_floor
-from flowmatch.train.image_eval import evaluate_images, image_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

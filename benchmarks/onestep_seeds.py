@@ -45,9 +45,9 @@ import torch
 
 import flowmatch as fm
 from flowmatch.atomic import atomic_path
+from flowmatch.evaluation.points import noise_floor
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.data import load_run_data
-from flowmatch.train.evaluate import noise_floor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from onestep import reflow_distill, train_point_method, w2_rows, workdir

@@ -41,12 +41,12 @@ import numpy as np
 import torch
 
 import flowmatch as fm
+from flowmatch.app.reflow import reflow_run
 from flowmatch.atomic import atomic_path
-from flowmatch.runs import reflow_run
+from flowmatch.evaluation.points import evaluate, model_straightness, noise_floor
 from flowmatch.sampling import model_velocity
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.data import load_run_data
-from flowmatch.train.evaluate import evaluate, model_straightness, noise_floor
 from flowmatch.train.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -250,7 +250,7 @@ def test_unet_forward_matches_between_load_and_trainer(digits_run):
 def test_digits_demo_cli_writes_grid_path_and_table(tmp_path, monkeypatch, capsys):
     """`flowmatch demo --dataset digits` wiring, with a tiny U-Net and evaluation in place of
     the demo's (its real figures are measured by benchmarks/digits.py)."""
-    import flowmatch.demo as demo
+    import flowmatch.app.demo as demo
 
     tiny = [o for o in demo.DIGITS_OVERRIDES if not o.startswith(("model.", "eval."))]
     tiny += [
@@ -312,7 +312,7 @@ def test_reflow_of_a_labelled_run_keeps_the_labels(digits_run, tmp_path):
     classes in turn, at the run's guidance) and the pairs keep them: the pair of label k is
     what the model's own sampler gives for class k; the new run trains on them."""
     from flowmatch.rectify import load_pairs
-    from flowmatch.runs import reflow_run
+    from flowmatch.app.reflow import reflow_run
 
     out = tmp_path / "reflow"
     reflow_run(
