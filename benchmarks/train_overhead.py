@@ -5,8 +5,9 @@ The DESIGN.md quality bar "Overhead": a training step (independent coupling) cos
 minibatch OT at batch 256; a fixed-step sampler costs at most 1.03x its NFE bare forwards.
 This script measures all of them in one run:
 
-* **train**: one ``FlowMatchingLoss(AffinePath())`` step (noise draw, time draw, path, target,
-  MSE, backward, AdamW) vs a bare step ``mse(model(x, t), target)`` on pre-made tensors of the
+* **train**: one ``FlowMatchingLoss(AffinePath())`` step of the net in its ``FlowModel`` (as
+  the trainer and ``fm.train`` run it: noise draw, time draw, path, target, MSE, backward,
+  AdamW) vs a bare step ``mse(model(x, t), target)`` on pre-made tensors of the
   same shapes. Both are fed the same pre-sampled data batch x1, so only the flow matching
   machinery differs. Each variant has its own model and optimizer (same initialization).
   ``MLP(dim=2, hidden=256, depth=3)``, x1 ~ N(0, I), target 1.03.
@@ -18,9 +19,9 @@ This script measures all of them in one run:
   ``SchrodingerBridge(0.5)`` (no target, reported for information). One more exact-OT row
   (target 1.3) runs at data dimension 64, ``MLP(dim=64, hidden=256, depth=3)`` on
   x1 ~ N(2, I) with its own 64-D bare step, because the exact assignment solver changes above
-  dimension 16 (``_EMD_MAX_DIM`` in ``flowmatch.couplings``: POT's network simplex below,
+  dimension 16 (``_EMD_MAX_DIM`` in ``flowmatch.ot``: POT's network simplex below,
   scipy's ``linear_sum_assignment`` above).
-* **sample**: ``fm.sample(model, x0, steps=100, method="euler")`` and
+* **sample**: ``fm.sample(FlowModel(model), x0, steps=100, method="euler")`` and
   ``method="midpoint", steps=50`` (both NFE 100) vs 100 bare ``model(x, t)`` forwards with a
   pre-made t, all under ``torch.no_grad``.
 
@@ -280,7 +281,8 @@ def make_train_steps(
     torch.manual_seed(seed)
     model_fm = fm.models.MLP(dim=dim, hidden=HIDDEN, depth=DEPTH)
     model_bare = copy.deepcopy(model_fm)
-    opt_fm = torch.optim.AdamW(model_fm.parameters())
+    flow_fm = fm.FlowModel(model_fm)  # what the trainer trains: the net in its FlowModel
+    opt_fm = torch.optim.AdamW(flow_fm.parameters())
     opt_bare = torch.optim.AdamW(model_bare.parameters())
     loss_fn = fm.FlowMatchingLoss(fm.AffinePath(), coupling=coupling)
     x1 = make_data(data, batch, dim, gen)
@@ -289,7 +291,7 @@ def make_train_steps(
     target = torch.randn(batch, dim, generator=gen)
 
     def flowmatch_step() -> None:
-        loss = loss_fn(model_fm, x1)
+        loss = loss_fn(flow_fm, x1)
         opt_fm.zero_grad(set_to_none=True)
         loss.backward()
         opt_fm.step()
@@ -327,9 +329,11 @@ def make_sampler_calls(
     x0 = torch.randn(batch, DIM, generator=gen)
     t = torch.rand(batch, generator=gen)
 
+    flow = fm.FlowModel(model)  # what fm.load returns
+
     def sample_call() -> None:
         with torch.no_grad():
-            fm.sample(model, x0, steps=steps, method=method)
+            fm.sample(flow, x0, steps=steps, method=method)
 
     def bare_call() -> None:
         with torch.no_grad():
@@ -486,8 +490,9 @@ def render_section(
         f"Reproduce: `{command}`",
         "",
         "flowmatch vs bare network, float32 on CPU, `MLP(dim=2, hidden=256, depth=3)`. Train: "
-        "`FlowMatchingLoss(AffinePath())` + AdamW step vs `mse(model(x, t), target)` + AdamW "
-        "step on pre-made tensors (ms per step), x1 ~ N(0, I). Train with a coupling: "
+        "`FlowMatchingLoss(AffinePath())` + AdamW step of the net in its `FlowModel` vs "
+        "`mse(model(x, t), target)` + AdamW step on pre-made tensors (ms per step), "
+        "x1 ~ N(0, I). Train with a coupling: "
         '`FlowMatchingLoss(AffinePath(), coupling=...)` with `MinibatchOT("exact")`, '
         '`MinibatchOT("sinkhorn")` (default reg) or `SchrodingerBridge(0.5)`, which pairs '
         "each step's fresh noise batch with a fixed checkerboard batch "
@@ -495,8 +500,8 @@ def render_section(
         f"uses `MLP(dim={HIGH_DIM}, hidden=256, depth=3)`, x1 ~ N({SHIFT:g}, I) and a "
         f"{HIGH_DIM}-D bare step (above dimension 16 the exact solver is scipy's "
         '`linear_sum_assignment` instead of POT\'s network simplex). Target "-": reported '
-        "for information. Sample: `fm.sample` with NFE 100 vs 100 bare `model(x, t)` forwards "
-        "under `no_grad` (ms per call). Interleaved blocks, "
+        "for information. Sample: `fm.sample` of a `FlowModel` with NFE 100 vs 100 bare "
+        "`model(x, t)` forwards under `no_grad` (ms per call). Interleaved blocks, "
         f"{len(r0.timing.a)} rounds, alternating order; ratio = median(flowmatch block) / "
         "median(bare block) (the verdict); paired ratio = median of the per-round ratios "
         "flowmatch_i / bare_i, with their 25th-75th percentile (IQR).",

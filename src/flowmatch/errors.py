@@ -44,7 +44,16 @@ class ConfigError(FlowmatchError):
 
 
 class SamplerError(FlowmatchError):
-    """A sampler (method, steps, eta, guidance, labels) that does not fit the model."""
+    """A sampler (method, steps, eta, guidance, labels) that does not fit the model.
+
+    Attributes:
+        option: the option to change (``method``, ``steps``, ``eta``, ``guidance``, ``cond``),
+            so the command line can name its flag and a config its key; None if unknown.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class RunExistsError(FlowmatchError):

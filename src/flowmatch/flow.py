@@ -188,12 +188,14 @@ class FlowModel(nn.Module):
         velocity.
         """
         w = self.check_guidance(guidance, cond)
+        net = self.net  # called directly: this sits on every sampler step
         if w is None or w == 1.0:
-            return lambda x, t: self(x, t, cond)
+            return lambda x, t: call_model(net, x, t, cond)
         both = torch.cat([cond, torch.full_like(cond, self.null_class)])
 
         def guided(x: Tensor, t: Tensor) -> Tensor:
-            conditional, unconditional = self(torch.cat([x, x]), torch.cat([t, t]), both).chunk(2)
+            out = call_model(net, torch.cat([x, x]), torch.cat([t, t]), both)
+            conditional, unconditional = out.chunk(2)
             return unconditional + w * (conditional - unconditional)
 
         return guided
@@ -352,9 +354,7 @@ class FlowModel(nn.Module):
 
 
 def _sampler_error(option: str, message: str) -> SamplerError:
-    err = SamplerError(message)
-    err.option = option  # type: ignore[attr-defined]
-    return err
+    return SamplerError(message, option=option)
 
 
 def as_flow(

@@ -29,7 +29,7 @@ def check_sampler(
     try:
         as_flow(model).check_sampler(method, steps, eta=eta)
     except SamplerError as err:
-        raise SamplerError(f"--{getattr(err, 'option', 'method')}: {err}") from None
+        raise SamplerError(f"--{err.option or 'method'}: {err}", option=err.option) from None
 
 
 def point_shape(model: FlowModel) -> tuple[int, ...]:
@@ -51,9 +51,12 @@ def sample_labels(
     """The class of each of ``num`` samples: ``cond``, or the classes in turn, or None."""
     k = model.num_classes
     if k is None:
-        if cond is not None or guidance is not None:
-            what = "--cond" if cond is not None else "--guidance"
-            raise SamplerError(f"{what}: this model was not trained with labels")
+        if cond is not None:
+            raise SamplerError("--cond: this model was not trained with labels", option="cond")
+        try:
+            model.check_guidance(guidance)  # the model's rule: guidance needs labels
+        except SamplerError as err:
+            raise SamplerError(f"--guidance: {err}", option="guidance") from None
         return None
     if cond is not None:
         if not 0 <= cond < k:

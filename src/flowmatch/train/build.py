@@ -32,6 +32,7 @@ from flowmatch.train.data import RunData
 from flowmatch.train.loop import LoopSettings, OptimSettings
 
 __all__ = [
+    "OBJECTIVES",
     "build_coupling",
     "build_flow",
     "build_loss",
@@ -138,31 +139,42 @@ def build_net(cfg: RunConfig, data: RunData) -> nn.Module:
     return _make("model", lambda: registry.build(arch))
 
 
-def build_loss(cfg: RunConfig, data: RunData) -> FlowMatchingLoss | MeanFlowLoss:
-    """The objective's loss on the run's path, coupling and time sampler (label dropout for
-    labelled data)."""
+def _flow_matching(cfg: RunConfig, path: AffinePath, common: dict[str, Any]) -> FlowMatchingLoss:
+    return FlowMatchingLoss(path, prediction=cfg.objective.prediction, **common)
+
+
+def _meanflow(cfg: RunConfig, path: AffinePath, common: dict[str, Any]) -> MeanFlowLoss:
     obj = cfg.objective
+    return MeanFlowLoss(
+        path=path,
+        ratio_distinct=obj.ratio_distinct,
+        adaptive_p=obj.adaptive_p,
+        tangent=obj.tangent,
+        time_pairs=obj.time_pairs,
+        **common,
+    )
+
+
+OBJECTIVES: dict[str, Callable[..., FlowMatchingLoss | MeanFlowLoss]] = {
+    "flow_matching": _flow_matching,
+    "meanflow": _meanflow,
+}
+"""The loss of each ``objective.name``: ``f(cfg, path, common) -> loss``, with ``common``
+the coupling, time sampler and label dropout every loss takes."""
+
+
+def build_loss(cfg: RunConfig, data: RunData) -> FlowMatchingLoss | MeanFlowLoss:
+    """The objective's loss (:data:`OBJECTIVES`) on the run's path, coupling and time
+    sampler (label dropout for labelled data)."""
     labelled = data.num_classes is not None
     common = {
         "coupling": build_coupling(cfg),
         "time_sampler": build_time_sampler(cfg),
-        "cond_dropout": obj.cond_dropout if labelled else 0.0,
+        "cond_dropout": cfg.objective.cond_dropout if labelled else 0.0,
         "null_cond": data.num_classes,
     }
     path = build_path(cfg)
-    if obj.name == "meanflow":
-        return _make(
-            "objective",
-            lambda: MeanFlowLoss(
-                path=path,
-                ratio_distinct=obj.ratio_distinct,
-                adaptive_p=obj.adaptive_p,
-                tangent=obj.tangent,
-                time_pairs=obj.time_pairs,
-                **common,
-            ),
-        )
-    return _make("objective", lambda: FlowMatchingLoss(path, prediction=obj.prediction, **common))
+    return _make("objective", lambda: OBJECTIVES[cfg.objective.name](cfg, path, common))
 
 
 def build_flow(
@@ -217,7 +229,7 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
             try:
                 flow.check_sampler(method, steps, eta=s.eta)
             except SamplerError as err:
-                key = keys[section][getattr(err, "option", "method")]
+                key = keys[section][err.option or "method"]
                 raise ConfigError(f"config: {key}: {err}", key=key) from None
     labels = None if flow.num_classes is None else [0]
     try:

@@ -75,22 +75,17 @@ def final_report(
     metric = metric_of(data)
     if isinstance(metric, DigitsMetric):
         g = "none" if guidance is None else guidance
-        return run_report(
-            flow,
-            metric,
-            _source(flow),
-            directory,
-            steps=steps,
-            methods=methods,
+        what: dict[str, Any] = dict(
             num=data.train.shape[0],
-            draws=draws,
-            seed=seed,
-            eta=eta,
-            noise=noise,
             cond=data.labels,
             guidance=guidance,
             title=f"digits: FD vs NFE (guidance {g})",
-            echo=echo,
+        )
+    else:
+        what = dict(
+            num=data.max_eval_points(num),
+            title=f"{data.name}: W2 vs NFE",
+            straightness=not data.is_image,  # 64 midpoint steps of images: too slow on a CPU
         )
     return run_report(
         flow,
@@ -99,14 +94,12 @@ def final_report(
         directory,
         steps=steps,
         methods=methods,
-        num=data.max_eval_points(num),
         draws=draws,
         seed=seed,
         eta=eta,
         noise=noise,
-        title=f"{data.name}: W2 vs NFE",
-        straightness=not data.is_image,  # 64 midpoint steps of images: too slow on a CPU
         echo=echo,
+        **what,
     )
 
 
