@@ -311,8 +311,8 @@ def test_reflow_of_a_labelled_run_keeps_the_labels(digits_run, tmp_path):
     """Reflow of a class-conditional run integrates each source point with a label (the
     classes in turn, at the run's guidance) and the pairs keep them: the pair of label k is
     what the model's own sampler gives for class k; the new run trains on them."""
-    from flowmatch.rectify import load_pairs
     from flowmatch.app.reflow import reflow_run
+    from flowmatch.rectify import load_pairs
 
     out = tmp_path / "reflow"
     reflow_run(

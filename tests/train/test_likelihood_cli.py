@@ -192,8 +192,8 @@ def test_per_point_tolerance(tmp_path, run, points, capsys):
 def test_source_log_prob_of_each_density_capable_source():
     """N(0, I), checkerboard (-log 32 on a black square, -inf on a white one) and 8gaussians
     (a density: its grid integral over [-6, 6]^2 is 1 to 1e-3, the grid's quadrature error)."""
-    from flowmatch.likelihood import standard_normal_log_prob
     from flowmatch.app.likelihood import source_log_prob
+    from flowmatch.likelihood import standard_normal_log_prob
 
     assert source_log_prob(None) is standard_normal_log_prob
     board = source_log_prob("checkerboard")(torch.tensor([[-3.5, -3.5], [-1.5, -3.5]]))
