@@ -41,6 +41,7 @@ import flowmatch as fm
 from flowmatch.app.demo import DIGITS_OVERRIDES
 from flowmatch.atomic import atomic_path
 from flowmatch.evaluation.images import evaluate_images, image_floor
+from flowmatch.evaluation.seeds import stream_seed
 from flowmatch.sampling import labels_in_turn
 from flowmatch.train.config import load_config
 from flowmatch.train.trainer import Trainer
@@ -99,7 +100,7 @@ def cells(
         steps=steps,
         methods=[sampler],
         draws=args.draws,
-        seed=args.seed + 7,
+        seed=stream_seed(args.seed, "eval"),
         guidance=guidance,
     )
     return [
@@ -179,7 +180,9 @@ def write_grid(run_dir: Path, path: Path, seed: int) -> None:
 
     model = fm.load(run_dir)
     labels = labels_in_turn(100, 10)  # a row of 10 per class
-    x0 = torch.randn(100, 1, 8, 8, generator=torch.Generator().manual_seed(seed + 11))
+    x0 = torch.randn(
+        100, 1, 8, 8, generator=torch.Generator().manual_seed(stream_seed(seed, "plots"))
+    )
     x = fm.sample(model, x0, steps=4, method="midpoint", cond=labels, guidance=2.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     viz.image_grid(x, path, nrow=10, scale=8)

@@ -52,6 +52,7 @@ from flowmatch.atomic import atomic_path
 from flowmatch.evaluation.loop import mean_std as _mean_std
 from flowmatch.evaluation.points import evaluate, noise_floor
 from flowmatch.evaluation.points import reference_draws as _reference_draws
+from flowmatch.evaluation.seeds import stream_seed
 from flowmatch.metrics import w2
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.data import load_run_data
@@ -147,7 +148,7 @@ def peer_cells(
     sample = peers.sampler(name, model, sampler)
     cells = []
     for steps in [n // STAGES[sampler] for n in args.nfes if n % STAGES[sampler] == 0]:
-        g = torch.Generator().manual_seed(args.seed + 7)
+        g = torch.Generator().manual_seed(stream_seed(args.seed, "eval"))
         refs = _reference_draws(data.reference(), args.num, args.draws, g)
         w2s = [w2(sample(data.draw_source(args.num, g), steps).float(), ref) for ref, _ in refs]
         mean, std = _mean_std(w2s)
@@ -168,7 +169,7 @@ def row_cells(
         methods=[sampler],
         num_samples=args.num,
         draws=args.draws,
-        seed=args.seed + 7,
+        seed=stream_seed(args.seed, "eval"),
     )
     return [{"nfe": r.nfe, "w2": r.w2_mean, "std": r.w2_std} for r in rows]
 
@@ -182,7 +183,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         config_from_dict(base_config(data_cfg, args.steps, args.seed)).data, seed=args.seed
     )
     floor = noise_floor(
-        data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
+        data.reference(),
+        num_samples=args.num,
+        draws=args.draws,
+        seed=stream_seed(args.seed, "eval"),
     )
     result: dict[str, Any] = {
         "dataset": name,

@@ -50,6 +50,7 @@ from flowmatch.app.reflow import reflow_run
 from flowmatch.atomic import atomic_path
 from flowmatch.evaluation.images import evaluate_images, image_floor
 from flowmatch.evaluation.points import evaluate, noise_floor
+from flowmatch.evaluation.seeds import stream_seed
 from flowmatch.train.config import config_from_dict, load_config
 from flowmatch.train.data import load_run_data
 from flowmatch.train.trainer import Trainer
@@ -214,7 +215,7 @@ def fd_rows(model: torch.nn.Module, digits: Any, args: argparse.Namespace) -> di
             steps=[steps],
             methods=[method],
             draws=args.draws,
-            seed=args.seed + 7,
+            seed=stream_seed(args.seed, "eval"),
         )
         assert row.nfe == nfe, (row, nfe)
         out[nfe] = {
@@ -263,7 +264,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             seed=args.seed,
         )
         row = noise_floor(
-            data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
+            data.reference(),
+            num_samples=args.num,
+            draws=args.draws,
+            seed=stream_seed(args.seed, "eval"),
         )
         floor = {"w2": row.w2_mean, "std": row.w2_std}
         metric = "w2"
@@ -282,7 +286,9 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if name == "digits":
             rows = fd_rows(model, digits, args)
         else:
-            rows = w2_rows(model, data, num=args.num, draws=args.draws, seed=args.seed + 7)
+            rows = w2_rows(
+                model, data, num=args.num, draws=args.draws, seed=stream_seed(args.seed, "eval")
+            )
         result["methods"][method] = {**facts[method], "rows": rows, "measured": stamp}
         print(
             f"{name} {method}: "

@@ -44,6 +44,7 @@ import flowmatch as fm
 from flowmatch.app.reflow import reflow_run
 from flowmatch.atomic import atomic_path
 from flowmatch.evaluation.points import evaluate, model_straightness, noise_floor
+from flowmatch.evaluation.seeds import stream_seed
 from flowmatch.sampling import model_velocity
 from flowmatch.train.config import config_from_dict
 from flowmatch.train.data import load_run_data
@@ -149,7 +150,7 @@ def rows_of(model: torch.nn.Module, data: Any, args: argparse.Namespace) -> list
             methods=[method],
             num_samples=args.num,
             draws=args.draws,
-            seed=args.seed + 7,
+            seed=stream_seed(args.seed, "eval"),
         ):
             rows.append(
                 {
@@ -188,7 +189,10 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         config_from_dict(base_config(data_cfg, args.steps, args.seed)).data, seed=args.seed
     )
     floor = noise_floor(
-        data.reference(), num_samples=args.num, draws=args.draws, seed=args.seed + 7
+        data.reference(),
+        num_samples=args.num,
+        draws=args.draws,
+        seed=stream_seed(args.seed, "eval"),
     )
     result: dict[str, Any] = {
         "dataset": name,
@@ -201,7 +205,9 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         facts = train_method(method, data_cfg, work, args)
         model = fm.load(work / method)
         facts["ms_per_step"] = 1e3 * facts["train_s"] / facts["steps"]
-        facts["straightness"] = model_straightness(model, data.draw_source, seed=args.seed + 13)
+        facts["straightness"] = model_straightness(
+            model, data.draw_source, seed=stream_seed(args.seed, "straightness")
+        )
         facts["rows"] = rows_of(model, data, args)
         np.save(work / f"traj_{method}.npy", trajectory(model, data, method, args.seed))
         result["methods"][method] = facts
