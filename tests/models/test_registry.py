@@ -143,3 +143,38 @@ def test_load_plugin_errors(tmp_path):
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(ValueError, match="boom"):
         registry.load_plugin(str(tmp_path / "broken.py"))
+
+
+def test_entry_points_of_installed_packages_register_on_first_lookup(monkeypatch):
+    """An installed package lists its module in the flowmatch.models entry-point group; the
+    registry imports it the first time a name is looked up (a broken one only warns)."""
+    loaded = []
+
+    class EntryPoint:
+        def __init__(self, name, fn):
+            self.name, self.value, self.fn = name, f"pkg:{name}", fn
+
+        def load(self):
+            return self.fn()
+
+    def good():
+        loaded.append("good")
+        fm.models.register("test-from-entry-point")(make_net.__wrapped__)
+
+    def broken():
+        raise ImportError("no such thing")
+
+    points = [EntryPoint("test-from-entry-point", good), EntryPoint("broken", broken)]
+    import importlib.metadata
+
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda group: points if group == registry.ENTRY_POINT_GROUP else [],
+    )
+    monkeypatch.setattr(registry, "_entry_points_loaded", False)
+    try:
+        assert isinstance(fm.models.build({"name": "test-from-entry-point"}), fm.models.MLP)
+        assert loaded == ["good"]
+    finally:
+        registry._REGISTRY.pop("test-from-entry-point", None)
