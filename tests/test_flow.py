@@ -150,3 +150,31 @@ def test_forward_checks_the_output_shape():
 
     with pytest.raises(ValueError, match="returned shape"):
         fm.FlowModel(Bad())(torch.randn(3, 2), torch.rand(3))
+
+
+def test_replace_shares_the_net_and_changes_only_what_is_named():
+    std = Standardizer.fit(torch.tensor([[0.0, 1.0], [2.0, 3.0]]))
+    flow = fm.FlowModel(
+        fm.models.MLP(dim=2), num_classes=3, source="8gaussians", transform=std, shape=(2,)
+    )
+    x1 = flow.replace(prediction="x1", null_class=7)
+    assert x1.net is flow.net and (x1.prediction, x1.null_class) == ("x1", 7)
+    assert (x1.num_classes, x1.source, x1.transform, x1.shape) == (3, "8gaussians", std, (2,))
+    assert (flow.prediction, flow.null_class) == ("velocity", 3)  # the original is unchanged
+    with pytest.raises(ValueError, match=r"unknown fields \['colour'\]"):
+        flow.replace(colour="red")
+
+
+def test_two_time_nets_get_their_end_time_and_a_shape_check():
+    net = fm.models.MLP(dim=2, hidden=8, depth=1, two_times=True)
+    flow = fm.FlowModel(net)
+    x, r, t = torch.randn(4, 2), torch.zeros(4), torch.ones(4)
+    torch.testing.assert_close(flow(x, r, t_end=t), net(x, r, t_end=t), rtol=0, atol=0)
+    torch.testing.assert_close(flow.average_field()(x, r, t), net(x, r, t_end=t), rtol=0, atol=0)
+
+    class Bad(nn.Module):
+        def forward(self, x, t, t_end=None):
+            return x[:, :1]
+
+    with pytest.raises(ValueError, match="returned shape"):
+        fm.FlowModel(Bad(), two_times=True)(x, r, t_end=t)

@@ -134,17 +134,7 @@ class FlowModel(nn.Module):
 
         ``t_end`` (two-time nets) asks for the average velocity from t to ``t_end``.
         """
-        if t_end is None:
-            return call_model(self.net, x, t, cond)
-        out = (
-            self.net(x, t, t_end=t_end) if cond is None else self.net(x, t, t_end=t_end, cond=cond)
-        )
-        if out.shape != x.shape:
-            raise ValueError(
-                f"the model returned shape {tuple(out.shape)} for input of shape "
-                f"{tuple(x.shape)}; it must return a tensor of the input's shape"
-            )
-        return out
+        return call_model(self.net, x, t, cond, t_end=t_end)
 
     def check_guidance(self, guidance: float | None, cond: Tensor | None = None) -> float | None:
         """Check a classifier-free guidance scale for this model; return it as a float.
@@ -320,6 +310,30 @@ class FlowModel(nn.Module):
             spec["standardizer"] = self.transform.to_dict()
         return spec
 
+    def replace(self, **changes: Any) -> FlowModel:
+        """A FlowModel sharing this one's net, with the fields named in ``changes`` replaced
+        (``path``, ``prediction``, ``two_times``, ``source``, ``num_classes``,
+        ``null_class``, ``transform``, ``shape``, ``info``).
+
+        Raises:
+            ValueError: a name that is not a field.
+        """
+        fields = {
+            "path": self.path,
+            "prediction": self.prediction,
+            "two_times": self.two_times,
+            "source": self.source,
+            "num_classes": self.num_classes,
+            "null_class": self.null_class,
+            "transform": self.transform,
+            "shape": self.shape,
+            "info": self.info,
+        }
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise ValueError(f"replace: unknown fields {unknown} (fields: {', '.join(fields)})")
+        return FlowModel(self.net, **{**fields, **changes})
+
     @property
     def spec(self) -> dict[str, Any]:
         """The model file's description (:meth:`config`); kept for code written for the
@@ -372,18 +386,7 @@ def as_flow(
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be an nn.Module or a FlowModel, got {type(model).__name__}")
     if isinstance(model, FlowModel):
-        if path is None and prediction is None:
-            return model
-        return FlowModel(
-            model.net,
-            path=path if path is not None else model.path,
-            prediction=prediction if prediction is not None else model.prediction,
-            two_times=model.two_times,
-            source=model.source,
-            num_classes=model.num_classes,
-            null_class=model.null_class,
-            transform=model.transform,
-            shape=model.shape,
-            info=model.info,
-        )
+        changes = {"path": path, "prediction": prediction}
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return model.replace(**changes) if changes else model
     return FlowModel(model, path=path, prediction=prediction or "velocity")

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from flowmatch.couplings import Coupling, Independent, SchrodingerBridge
 from flowmatch.loss import check_label_dropout, couple_batch, source_batch
+from flowmatch.models.base import call_model
 from flowmatch.paths import AffinePath
 from flowmatch.samplers import Sampler, register_sampler, run_sampler
 from flowmatch.schedules import Linear
@@ -62,9 +63,7 @@ def _sq_error(u: Tensor, target: Tensor) -> Tensor:
 
 
 def _call(model: nn.Module, x: Tensor, r: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
-    if cond is None:
-        return model(x, r, t_end=t)
-    return model(x, r, t_end=t, cond=cond)
+    return call_model(model, x, r, cond, t_end=t)
 
 
 def meanflow_target(

@@ -73,14 +73,7 @@ def guided_prediction(
     """
     flow = as_flow(model)
     if null_cond is not None:
-        flow = FlowModel(
-            flow.net,
-            path=flow.path,
-            prediction=flow.prediction,
-            two_times=flow.two_times,
-            num_classes=flow.num_classes,
-            null_class=null_cond,
-        )
+        flow = flow.replace(null_class=null_cond)
     return flow.prediction_field(cond, guidance=guidance)
 
 
