@@ -102,7 +102,7 @@ def test_seed_streams_are_named_and_stable():
 def test_append_csv_writes_the_header_once(tmp_path):
     row = fm.evaluation.EvalRow("euler", 2, 2, 0.5, 0.1, 0.01, 0.001)
     for step in (10, 20):
-        append_csv(tmp_path / "eval.csv", step, [row], PointMetric.csv_header)
+        append_csv(tmp_path / "eval.csv", step, [row])
     lines = (tmp_path / "eval.csv").read_text().splitlines()
     assert lines[0].startswith("step,method") and len(lines) == 3
     assert lines[2].split(",")[:4] == ["20", "euler", "2", "2"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -62,8 +62,11 @@ class ImageEvalRow:
     kid_std: float
     accuracy: float
 
+    csv_header: ClassVar[list[str]] = CSV_HEADER
+    """The header of ``eval.csv``: ``step`` and the names of :meth:`csv_values`."""
+
     def csv_values(self) -> list[str]:
-        """The row's values after ``step`` in ``eval.csv`` (:data:`CSV_HEADER`)."""
+        """The row's values after ``step`` in ``eval.csv`` (:attr:`csv_header`)."""
         return [
             self.method,
             str(self.steps),
@@ -95,7 +98,6 @@ class DigitsMetric:
         train: the training digits, scored against ``test`` for the floor; None: no floor.
     """
 
-    csv_header = CSV_HEADER
     label = "FD (digits classifier features)"
 
     def __init__(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -50,8 +50,11 @@ class EvalRow:
     mmd_mean: float
     mmd_std: float
 
+    csv_header: ClassVar[list[str]] = CSV_HEADER
+    """The header of ``eval.csv``: ``step`` and the names of :meth:`csv_values`."""
+
     def csv_values(self) -> list[str]:
-        """The row's values after ``step`` in ``eval.csv`` (:data:`CSV_HEADER`)."""
+        """The row's values after ``step`` in ``eval.csv`` (:attr:`csv_header`)."""
         return [
             self.method,
             str(self.steps),
@@ -90,7 +93,6 @@ class PointMetric:
             samples (toy sets).
     """
 
-    csv_header = CSV_HEADER
     label = "W2"
 
     def __init__(self, reference: Reference) -> None:

@@ -62,14 +62,17 @@ def write_report(
     return table
 
 
-def append_csv(path: str | Path, step: int, rows: Sequence[Any], header: Sequence[str]) -> None:
-    """Append the rows of an evaluation at training step ``step`` to ``eval.csv``."""
+def append_csv(path: str | Path, step: int, rows: Sequence[Any]) -> None:
+    """Append the rows of an evaluation at training step ``step`` to ``eval.csv`` (with the
+    rows' ``csv_header`` first when the file is new)."""
+    if not rows:
+        return
     path = Path(path)
     new = not path.exists()
     with open(path, "a", newline="") as fh:
         writer = csv.writer(fh)
         if new:
-            writer.writerow(header)
+            writer.writerow(rows[0].csv_header)
         for r in rows:
             writer.writerow([step, *r.csv_values()])
 

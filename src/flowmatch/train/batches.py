@@ -20,6 +20,7 @@ draws them). What resume guarantees depends on the source:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,21 +188,23 @@ class LoaderBatches(Batches):
         return self
 
     def _start_epoch(self) -> None:
+        """A new iterator over the loader for ``self.epoch``, its first batch fetched (a lazy
+        sampler draws its shuffling seed then), under the epoch's seed."""
         sampler = getattr(self.loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
         own = self.loader.generator
-        if own is not None:
+        if own is not None:  # the loader's own generator, from its state at the epoch's start
             if self._own_state is None:
                 self._own_state = own.get_state()
             own.set_state(self._own_state)
-            self._it = iter(self.loader)
-        else:
-            with torch.random.fork_rng(devices=[]):
+            seeded = contextlib.nullcontext()
+        else:  # torch's global RNG, forked so that the run's other draws are not disturbed
+            seeded = torch.random.fork_rng(devices=[])
+        with seeded:
+            if own is None:
                 torch.manual_seed(self.seed * 1_000_003 + self.epoch)
-                self._it = iter(self.loader)
-                self._first = next(self._it, None)  # a lazy sampler draws its seed here
-        if own is not None:
+            self._it = iter(self.loader)
             self._first = next(self._it, None)
 
     def _next_batch(self) -> Any:

@@ -39,6 +39,16 @@ def _source(flow: FlowModel) -> Callable[[int, torch.Generator], torch.Tensor]:
     return lambda n, g: flow.draw_source(n, g)
 
 
+def _generated(
+    data: RunData, metric: PointMetric | DigitsMetric, num: int, guidance: float | None
+) -> dict[str, Any]:
+    """What an evaluation generates: points, as many as the held-out data allows (at most
+    ``num``); digits, one image per training digit with its label (at ``guidance``)."""
+    if isinstance(metric, DigitsMetric):
+        return {"num": data.train.shape[0], "cond": data.labels, "guidance": guidance}
+    return {"num": data.max_eval_points(num)}
+
+
 def final_report(
     flow: FlowModel,
     data: RunData,
@@ -75,18 +85,12 @@ def final_report(
     metric = metric_of(data)
     if isinstance(metric, DigitsMetric):
         g = "none" if guidance is None else guidance
-        what: dict[str, Any] = dict(
-            num=data.train.shape[0],
-            cond=data.labels,
-            guidance=guidance,
-            title=f"digits: FD vs NFE (guidance {g})",
-        )
+        what: dict[str, Any] = {"title": f"digits: FD vs NFE (guidance {g})"}
     else:
-        what = dict(
-            num=data.max_eval_points(num),
-            title=f"{data.name}: W2 vs NFE",
-            straightness=not data.is_image,  # 64 midpoint steps of images: too slow on a CPU
-        )
+        what = {
+            "title": f"{data.name}: W2 vs NFE",
+            "straightness": not data.is_image,  # 64 midpoint steps of images: too slow on a CPU
+        }
     return run_report(
         flow,
         metric,
@@ -99,6 +103,7 @@ def final_report(
         eta=eta,
         noise=noise,
         echo=echo,
+        **_generated(data, metric, num, guidance),
         **what,
     )
 
@@ -120,16 +125,7 @@ def periodic_report(
     """A quick evaluation during training, appended to ``eval.csv``: one draw of at most 1000
     points per sampler (digits: the last sampler and step count, on the training labels)."""
     metric = metric_of(data)
-    if isinstance(metric, DigitsMetric):
-        settings = dict(
-            steps=steps[-1:],
-            methods=methods[-1:],
-            num=data.train.shape[0],
-            cond=data.labels,
-            guidance=guidance,
-        )
-    else:
-        settings = dict(steps=steps, methods=methods, num=data.max_eval_points(min(num, 1000)))
+    grid = (steps[-1:], methods[-1:]) if isinstance(metric, DigitsMetric) else (steps, methods)
     rows = evaluate_model(
         flow,
         metric,
@@ -138,9 +134,11 @@ def periodic_report(
         seed=seeds.stream_seed(seed, "eval"),
         eta=eta,
         noise=noise,
-        **settings,
+        steps=grid[0],
+        methods=grid[1],
+        **_generated(data, metric, min(num, 1000), guidance),
     )
-    append_csv(Path(directory) / "eval.csv", step, rows, metric.csv_header)
+    append_csv(Path(directory) / "eval.csv", step, rows)
     return rows
 
 

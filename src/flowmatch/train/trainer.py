@@ -217,7 +217,6 @@ class Trainer:
 
     def _finish(self) -> tuple[list[Any], Any]:
         from flowmatch.evaluation.reports import append_csv
-        from flowmatch.train.reports import metric_of
 
         cfg, ev, s = self.cfg, self.cfg.eval, self.cfg.sample
         ema = self.loop.ema.module
@@ -236,7 +235,7 @@ class Trainer:
             guidance=s.guidance,
             echo=self.echo,
         )
-        append_csv(self.out / "eval.csv", self.loop.step, rows, metric_of(self.data).csv_header)
+        append_csv(self.out / "eval.csv", self.loop.step, rows)
         plots(
             ema,
             self.data,
