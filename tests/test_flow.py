@@ -178,3 +178,15 @@ def test_two_time_nets_get_their_end_time_and_a_shape_check():
 
     with pytest.raises(ValueError, match="returned shape"):
         fm.FlowModel(Bad(), two_times=True)(x, r, t_end=t)
+
+
+def test_the_sampler_that_runs_is_named_once():
+    two = fm.FlowModel(fm.models.MLP(dim=2, two_times=True))
+    one = fm.FlowModel(fm.models.MLP(dim=2))
+    assert two.sampler_name("midpoint") == "average"
+    assert two.sampler_name("midpoint", average=False) == "midpoint"
+    assert one.sampler_name("midpoint") == "midpoint"
+    assert one.sampler_name("euler", average=True) == "average"
+    two.check_sampler("ddim", [1, 2])  # checked as the jumps that run, not as DDIM
+    with pytest.raises(SamplerError, match="two-time"):
+        one.check_sampler("euler", [1], average=True)

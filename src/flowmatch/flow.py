@@ -221,20 +221,33 @@ class FlowModel(nn.Module):
         return lambda x, r, t: self(x, r, cond, t_end=t)
 
     # ---------------------------------------------------------------------------- checks
+    def sampler_name(self, method: str, average: bool | None = None) -> str:
+        """The sampler that actually runs when ``method`` is asked for: a two-time (MeanFlow)
+        model takes its average-velocity jumps (``average``) whatever the method, unless
+        ``average=False`` (then ``method`` integrates its instantaneous velocity)."""
+        return "average" if (self.two_times if average is None else average) else method
+
     def check_sampler(
-        self, method: str, steps: Sequence[int] | int | None = None, *, eta: float = 0.0
+        self,
+        method: str,
+        steps: Sequence[int] | int | None = None,
+        *,
+        eta: float = 0.0,
+        average: bool | None = None,
     ) -> None:
         """Check, before any work, that ``method`` can sample this model at each step count.
 
         The rules: ``average`` needs a two-time model; the score samplers (sde, ddpm, ddim)
         need a Gaussian affine path and the N(0, I) source; ddim's eta is in [0, 1]; the step
-        counts fit the sampler (at most T steps on a DDPM schedule of T timesteps).
+        counts fit the sampler (at most T steps on a DDPM schedule of T timesteps). The
+        sampler checked is the one that runs (:meth:`sampler_name`).
 
         Raises:
             SamplerError: one line; its ``option`` (method, steps, eta) says what to change.
         """
         from flowmatch.solvers import get_sampler
 
+        method = self.sampler_name(method, average)
         try:
             sampler = get_sampler(method)
         except ValueError as err:

@@ -225,9 +225,8 @@ def generate(
         :class:`~flowmatch.solvers.ODESolution` (x at t=1, exact NFE, optional trajectory).
     """
     flow = as_flow(model, path=path, prediction=prediction)
-    if average is None:
-        average = flow.two_times
-    name = "average" if average else method
+    name = flow.sampler_name(method, average)
+    average = name == "average"
     if average:
         if guidance is not None:
             raise ValueError("guidance is not supported for average-velocity (MeanFlow) jumps")
@@ -235,7 +234,7 @@ def generate(
     sampler = get_sampler(name)
     if (sampler.needs_score or average) and (steps is None or times is not None):
         raise ValueError(f"method {name!r} takes a number of steps, not a time grid")
-    flow.check_sampler(name, eta=eta)
+    flow.check_sampler(name, eta=eta, average=average)
     if sampler.field == "average":
         field = flow.average_field(cond)
     else:

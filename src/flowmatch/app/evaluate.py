@@ -47,7 +47,7 @@ def evaluate_run(
     model = load(run_dir)
     eta = eta if eta is not None else cfg.sample.eta
     noise = noise if noise is not None else cfg.sample.noise
-    for method in ["average"] if model.two_times else methods:
+    for method in methods:
         check_sampler(model, method, steps, eta=eta)
     guidance = cfg.sample.guidance
     if data.name == "digits":

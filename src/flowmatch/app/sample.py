@@ -134,7 +134,7 @@ def sample_run(
     labels = sample_labels(model, num, cond, guidance)
     if labels is None:
         guidance = None  # an unlabelled run: the run's default guidance does not apply
-    check_sampler(model, "average" if model.two_times else method, [steps], eta=eta)
+    check_sampler(model, method, [steps], eta=eta)
     if interpolate is not None and method in SCORE_METHODS:
         raise SamplerError(f"--interpolate decodes with an ODE solver, got --method {method}")
     if interpolate is not None:
@@ -152,7 +152,7 @@ def sample_run(
             cond=labels,
             guidance=guidance,
         )
-        how = "average velocity" if model.two_times else method
+        how = "average velocity" if model.sampler_name(method) == "average" else method
         guided = f", guidance {guidance:g}" if guidance is not None else ""
         x, what = res.x, f"samples ({how}, NFE {res.nfe}{guided})"
     x = model.decode(x)

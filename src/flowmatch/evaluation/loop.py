@@ -94,8 +94,8 @@ def evaluate_model(
     labels = cond.to(device) if cond is not None else None
     guide = guidance if labels is not None else None
     rows = []
-    if flow.two_times:
-        methods = ["average"]
+    # what runs: a two-time model's jumps stand for every method, one row per step count
+    methods = list(dict.fromkeys(flow.sampler_name(m) for m in methods))
     for method in methods:
         for n_steps in steps:
             g = torch.Generator().manual_seed(seed)

@@ -223,8 +223,6 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
     }
     uses = [("sample", [s.method], [s.steps]), ("eval", list(ev.methods), list(ev.steps))]
     for section, methods, steps in uses:
-        if flow.two_times:
-            methods = ["average"]  # a two-time model is sampled by its jumps alone
         for method in methods:
             try:
                 flow.check_sampler(method, steps, eta=s.eta)
