@@ -14,8 +14,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from flowmatch.evaluation import seeds
 from flowmatch.evaluation.images import DigitsMetric
 from flowmatch.evaluation.loop import evaluate_model
@@ -33,10 +31,6 @@ def metric_of(data: RunData) -> PointMetric | DigitsMetric:
     if data.name == "digits":
         return DigitsMetric(data.holdout, data.labels, data.train)
     return PointMetric(data.reference())
-
-
-def _source(flow: FlowModel) -> Callable[[int, torch.Generator], torch.Tensor]:
-    return lambda n, g: flow.draw_source(n, g)
 
 
 def _generated(
@@ -94,7 +88,7 @@ def final_report(
     return run_report(
         flow,
         metric,
-        _source(flow),
+        flow.draw_source,
         directory,
         steps=steps,
         methods=methods,
@@ -129,7 +123,7 @@ def periodic_report(
     rows = evaluate_model(
         flow,
         metric,
-        _source(flow),
+        flow.draw_source,
         draws=1,
         seed=seeds.stream_seed(seed, "eval"),
         eta=eta,
