@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from flowmatch.errors import SamplerError
 from flowmatch.models.base import call_model
-from flowmatch.paths import PREDICTION_KINDS, AffinePath, BrownianBridgePath, path_to_dict
+from flowmatch.paths import PREDICTION_KINDS, AffinePath, BrownianBridgePath
 from flowmatch.sources import check_source, draw_source, source_log_prob
 
 __all__ = ["FlowModel", "as_flow"]
@@ -299,29 +299,15 @@ class FlowModel(nn.Module):
 
     # ------------------------------------------------------------------------------ files
     def config(self) -> dict[str, Any]:
-        """The JSON description of ``config.json`` (architecture, path, prediction, ...).
+        """The JSON description of ``config.json`` (see :func:`flowmatch.models.files.spec_of`).
 
         Raises:
             ValueError: the net is not a registered architecture (see
                 :func:`flowmatch.models.register`).
         """
-        from flowmatch.models.registry import architecture
+        from flowmatch.models.files import spec_of
 
-        spec: dict[str, Any] = {
-            **self.info,
-            "arch": architecture(self.net),
-            "path": path_to_dict(self.path),
-            "prediction": self.prediction,
-            "two_times": self.two_times,
-            "source": self.source,
-            "num_classes": self.num_classes,
-            "null_class": self.null_class,
-        }
-        if self.shape is not None:
-            spec["shape"] = list(self.shape)
-        if self.transform is not None:
-            spec["standardizer"] = self.transform.to_dict()
-        return spec
+        return spec_of(self)
 
     def replace(self, **changes: Any) -> FlowModel:
         """A FlowModel sharing this one's net, with the fields named in ``changes`` replaced

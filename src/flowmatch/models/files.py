@@ -23,7 +23,7 @@ from flowmatch.errors import ModelFileError
 from flowmatch.flow import FlowModel
 from flowmatch.models import registry
 from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
-from flowmatch.paths import PREDICTION_KINDS, AffinePath, path_from_dict
+from flowmatch.paths import PREDICTION_KINDS, AffinePath, path_from_dict, path_to_dict
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,6 +35,7 @@ __all__ = [
     "load_spec",
     "save_flow",
     "save_model",
+    "spec_of",
 ]
 
 FORMAT_VERSION = 1
@@ -59,6 +60,31 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
         # Files written before time_frequency existed embedded time at up to 1000 rad.
         params.setdefault("time_frequency", DEFAULT_TIME_FREQUENCY)
     return registry.build(params)
+
+
+def spec_of(flow: FlowModel) -> dict[str, Any]:
+    """The ``config.json`` description of a FlowModel: its info, the architecture (a
+    registered name and its arguments), path, prediction, two-time flag, source, labels,
+    point shape and data standardization.
+
+    Raises:
+        ValueError: the net is not a registered architecture.
+    """
+    spec: dict[str, Any] = {
+        **flow.info,
+        "arch": registry.architecture(flow.net),
+        "path": path_to_dict(flow.path),
+        "prediction": flow.prediction,
+        "two_times": flow.two_times,
+        "source": flow.source,
+        "num_classes": flow.num_classes,
+        "null_class": flow.null_class,
+    }
+    if flow.shape is not None:
+        spec["shape"] = list(flow.shape)
+    if flow.transform is not None:
+        spec["standardizer"] = flow.transform.to_dict()
+    return spec
 
 
 def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) -> Path:
