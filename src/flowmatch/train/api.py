@@ -162,9 +162,14 @@ def train(
     torch.manual_seed(seed)
     if out is not None and dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    loop = TrainLoop(flow, loss, batches, settings, optim_settings, out=out, dist=dist, echo=echo)
-    if resume:
-        loop.restore()
-    loop.run()
-    distributed.cleanup(dist)
+    try:
+        loop = TrainLoop(
+            flow, loss, batches, settings, optim_settings, out=out, dist=dist, echo=echo
+        )
+        if resume:
+            loop.restore()
+        loop.run()
+        loop.release()
+    finally:
+        distributed.cleanup(dist)
     return loop.ema.module.eval()

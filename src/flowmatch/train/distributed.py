@@ -8,6 +8,7 @@ nccl on CUDA. Only rank 0 writes files.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -78,6 +79,13 @@ def barrier(info: DistInfo) -> None:
 
 
 def cleanup(info: DistInfo) -> None:
-    """Tear down the process group if this module set one up."""
+    """Tear down the process group if this module set one up.
+
+    Call it once every object that holds the group (a DistributedDataParallel wrapper) is
+    dropped: the group's worker threads must stop while the interpreter is alive. A gloo
+    group that is still referenced at interpreter exit aborts the process (SIGABRT,
+    "terminate called without an active exception").
+    """
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()

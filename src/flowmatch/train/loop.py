@@ -274,6 +274,14 @@ class TrainLoop:
         finally:
             self.log.close()
 
+    def release(self) -> None:
+        """Drop the DistributedDataParallel wrapper, the loop's hold on the process group.
+
+        Call it before :func:`flowmatch.train.distributed.cleanup`; the loop cannot train on
+        more than one process afterwards.
+        """
+        self.net = self.flow
+
     def _loop(self) -> float:
         s, total, clip = self.settings, self.settings.steps, self.optim_settings.grad_clip
         params = list(self.flow.parameters())

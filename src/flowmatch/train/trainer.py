@@ -170,27 +170,32 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             dump_config(cfg, self.out / "config.yaml")  # on resume: with its --set overrides
-        distributed.barrier(self.dist)
-        self.loop = TrainLoop(
-            self.flow,
-            self.loss,
-            self.batches,
-            build.loop_settings(cfg, progress=self.progress),
-            build.optim_settings(cfg),
-            out=self.out,
-            dist=self.dist,
-            on_eval=self._periodic,
-            echo=self.echo,
-        )
-        if self.resume:
-            self.loop.restore()
-        final_loss = self.loop.run()
-        rows: list[Any] = []
-        floor = None
-        if self.dist.is_main and self.final_eval:
-            rows, floor = self._finish()
-        distributed.barrier(self.dist)
-        distributed.cleanup(self.dist)
+        try:
+            distributed.barrier(self.dist)
+            self.loop = TrainLoop(
+                self.flow,
+                self.loss,
+                self.batches,
+                build.loop_settings(cfg, progress=self.progress),
+                build.optim_settings(cfg),
+                out=self.out,
+                dist=self.dist,
+                on_eval=self._periodic,
+                echo=self.echo,
+            )
+            if self.resume:
+                self.loop.restore()
+            final_loss = self.loop.run()
+            self.loop.release()
+            rows: list[Any] = []
+            floor = None
+            if self.dist.is_main and self.final_eval:
+                rows, floor = self._finish()
+            distributed.barrier(self.dist)
+        finally:
+            if hasattr(self, "loop"):
+                self.loop.release()
+            distributed.cleanup(self.dist)
         loop = self.loop
         return TrainResult(self.out, loop.step, final_loss, loop.elapsed, rows, floor)
 
