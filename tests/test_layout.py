@@ -28,6 +28,13 @@ CORE = [
     "oracle.py",
     "sources.py",
     "rectify.py",
+    "discrete/path.py",
+    "discrete/categorical.py",
+    "discrete/model.py",
+    "discrete/loss.py",
+    "discrete/sampler.py",
+    "discrete/elbo.py",
+    "discrete/oracle.py",
 ]
 OUTER = (
     "flowmatch.train",

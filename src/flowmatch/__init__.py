@@ -12,6 +12,7 @@ network and what it means (path, prediction, source, labels); ``fm.sample``, ``f
 from flowmatch import (
     couplings,
     diffusion,
+    discrete,
     errors,
     meanflow,
     metrics,
@@ -44,6 +45,7 @@ __all__ = [
     "__version__",
     "couplings",
     "diffusion",
+    "discrete",
     "encode",
     "errors",
     "generate",

@@ -122,7 +122,10 @@ def train(
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or its model/ directory).")],
     out: Annotated[
-        Path, typer.Option(help="Output file: .npy, .csv (points) or .png (2-D points, images).")
+        Path,
+        typer.Option(
+            help="Output file: .npy, .csv (points), .png (2-D points, images), .txt (text)."
+        ),
     ],
     num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
     steps: Annotated[
@@ -156,12 +159,31 @@ def sample(
             "(encode, slerp in noise space, decode)."
         ),
     ] = None,
+    prefix: Annotated[
+        str | None, typer.Option(help="Text runs: every sample starts with these characters.")
+    ] = None,
+    infill: Annotated[
+        str | None,
+        typer.Option(help="Text runs: a template of each sample; its --blank characters are made."),
+    ] = None,
+    blank: Annotated[str, typer.Option(help="The blank character of --infill.")] = "_",
+    temperature: Annotated[
+        float | None, typer.Option(min=1e-6, help="Text runs: posterior temperature.")
+    ] = None,
+    corrector: Annotated[
+        float | None, typer.Option(min=0.0, help="Text runs (mask source): corrector strength.")
+    ] = None,
     plugin: Plugins = None,
 ) -> None:
-    """Draw samples from a trained run (EMA weights) and write them atomically."""
+    """Draw samples from a trained run (EMA weights) and write them atomically (a text run:
+    one sample per line of a .txt file)."""
     from flowmatch.app.sample import sample_run
+    from flowmatch.app.text import TextOptions
 
     load_plugins(plugin)
+    if len(blank) != 1:
+        raise UsageError(f"--blank: expected one character, got {blank!r}")
+    text = TextOptions(prefix, infill, blank, temperature, corrector)
     method = method_list(method, "--method")[0] if method is not None else None
     sample_run(
         run_dir,
@@ -175,6 +197,7 @@ def sample(
         noise=noise,
         cond=cond,
         guidance=guidance,
+        text=text,
         echo=typer.echo,
     )
 
@@ -253,7 +276,9 @@ def reflow(
 @handles_user_errors
 def likelihood(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (or its model/ directory).")],
-    data_file: Annotated[Path, typer.Argument(help="Points to score: .csv or .npy, one per row.")],
+    data_file: Annotated[
+        Path, typer.Argument(help="Points to score: .csv or .npy, one per row (text: lines).")
+    ],
     method: Annotated[
         str, typer.Option(help="exact (trace of the Jacobian) or hutchinson (stochastic).")
     ] = "exact",

@@ -29,7 +29,9 @@ def evaluate_run(
 ) -> tuple[list[Any], Any]:
     """Evaluate a run against its held-out data; write ``eval.txt`` and ``quality_vs_nfe.png``.
 
-    The held-out data is rebuilt from the run's ``config.yaml`` (same seed, same split). For a
+    The held-out data is rebuilt from the run's ``config.yaml`` (same seed, same split). A
+    text run is scored by its held-out ELBO and the real, novel and unique shares of its
+    samples at each step count (``methods`` does not apply; :mod:`flowmatch.evaluation.text`). For a
     toy set the reference is fresh draws of the true distribution; digits runs are scored by
     FD/KID/accuracy (at the run's ``sample.guidance``). ``eta`` and ``noise`` (of ddim and
     sde) default to the run's ``sample`` section. The evaluation is the trainer's
@@ -45,6 +47,25 @@ def evaluate_run(
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
     model = load(run_dir)
+    if data.is_text:
+        from flowmatch.evaluation.text import text_report
+
+        echo(f"evaluating {run_dir} on {data.name}: {draws} draws of {num} samples per NFE")
+        s = cfg.sample
+        rows, elbo = text_report(
+            model,
+            data.text,
+            run_dir,
+            seed=cfg.train.seed,
+            steps=steps,
+            num=num,
+            draws=draws,
+            temperature=s.temperature,
+            corrector=s.corrector,
+            echo=echo,
+        )
+        echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
+        return rows, elbo
     eta = eta if eta is not None else cfg.sample.eta
     noise = noise if noise is not None else cfg.sample.noise
     for method in methods:

@@ -10,6 +10,7 @@ import torch
 
 from flowmatch.app.sample import point_shape
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
+from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError
 from flowmatch.models.files import load
 from flowmatch.sources import source_log_prob as _source_log_prob
@@ -49,7 +50,9 @@ def likelihood_run(
 
     Points are in the data's own units: for a table run they are standardized with the run's
     stored statistics and the log-density is corrected by the standardization's Jacobian.
-    Bits per dimension here are nats / (D ln 2) (no dequantization: continuous data).
+    Bits per dimension here are nats / (D ln 2) (no dequantization: continuous data). A
+    text run scores each line of a text file by its ELBO instead
+    (:func:`flowmatch.app.text.likelihood_text`).
 
     Args:
         run_dir: the run (or its ``model/``) directory.
@@ -77,9 +80,20 @@ def likelihood_run(
     from flowmatch.likelihood import log_likelihood
 
     data_file = Path(data_file)
+    model = load(run_dir)
+    if isinstance(model, DiscreteFlowModel):
+        from flowmatch.app.text import likelihood_text
+
+        return likelihood_text(
+            model,
+            data_file,
+            batch_size=batch_size,
+            seed=seed,
+            out=Path(out) if out is not None else None,
+            echo=echo,
+        )
     if out is not None and Path(out).suffix not in TABLE_SUFFIXES:
         raise DataError(f"{out}: expected a file name ending in .csv or .npy")
-    model = load(run_dir)
     shape = point_shape(model)
     if len(shape) != 1:
         raise DataError(

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from flowmatch.app.text import TextOptions, sample_text
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
+from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError, SamplerError
 from flowmatch.flow import FlowModel, as_flow
 from flowmatch.models.files import load
@@ -81,6 +83,7 @@ def sample_run(
     noise: float | None = None,
     cond: int | None = None,
     guidance: float | None = None,
+    text: TextOptions | None = None,
     echo: Callable[[str], None] = print,
 ) -> Path:
     """Sample a trained run (EMA weights) from its source and write the points atomically.
@@ -106,6 +109,8 @@ def sample_run(
         cond: the class of every sample (labelled runs); None: ``num`` samples spread evenly
             over the classes (a labelled run) or unconditional ones.
         guidance: classifier-free guidance scale; None: the run's ``sample.guidance``.
+        text: a text run's options (prefix, infill, temperature, corrector); its samples
+            are written one per line to a ``.txt`` file (:mod:`flowmatch.app.text`).
         echo: where the summary line goes.
 
     Raises:
@@ -115,9 +120,31 @@ def sample_run(
         SamplerError: a sampler, label or guidance that does not fit the model.
     """
     out = Path(out)
+    text = text if text is not None else TextOptions()
+    model = load(run_dir)
+    if isinstance(model, DiscreteFlowModel):
+        if interpolate is not None or method is not None:
+            flag = "--interpolate" if interpolate is not None else "--method"
+            raise SamplerError(f"{flag}: a text model has one sampler and no interpolation")
+        defaults = run_defaults(run_dir)
+        n = steps if steps is not None else defaults.steps
+        g = guidance if guidance is not None else defaults.guidance
+        return sample_text(
+            model,
+            out,
+            num=num,
+            steps=n,
+            seed=seed,
+            options=text,
+            defaults=defaults,
+            cond=cond,
+            guidance=g,
+            echo=echo,
+        )
+    if text.given:
+        raise SamplerError("--prefix, --infill, --temperature and --corrector are for text runs")
     if out.suffix not in (*TABLE_SUFFIXES, ".png"):
         raise DataError(f"{out}: expected a file ending in .npy, .csv or .png")
-    model = load(run_dir)
     shape = point_shape(model)
     image = len(shape) == 3
     if out.suffix == ".png" and shape != (2,) and not image:

@@ -5,10 +5,12 @@ from flowmatch.models.base import call_model
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
 from flowmatch.models.mlp import MLP
 from flowmatch.models.registry import architecture, build, load_plugin, register
+from flowmatch.models.transformer import SequenceTransformer
 from flowmatch.models.unet import UNet
 
 __all__ = [
     "MLP",
+    "SequenceTransformer",
     "SinusoidalTimeEmbedding",
     "UNet",
     "architecture",

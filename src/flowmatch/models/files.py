@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -24,6 +24,9 @@ from flowmatch.flow import FlowModel
 from flowmatch.models import registry
 from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
 from flowmatch.paths import PREDICTION_KINDS, AffinePath, path_from_dict, path_to_dict
+
+if TYPE_CHECKING:
+    from flowmatch.discrete.model import DiscreteFlowModel
 
 __all__ = [
     "FORMAT_VERSION",
@@ -39,6 +42,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
+_REQUIRED = ("arch", "path", "prediction")
 INFO_KEYS = ("data", "columns", "class_names", "objective", "coupling")
 """Descriptive keys of ``config.json`` kept in :attr:`FlowModel.info`."""
 
@@ -160,7 +164,8 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(
             f"{cfg_file}: expected a model config with format_version {FORMAT_VERSION}"
         )
-    for key in ("arch", "path", "prediction"):
+    required = ("arch", "path", "length") if spec.get("kind") == "discrete" else _REQUIRED
+    for key in required:
         if key not in spec:
             raise ModelFileError(f"{cfg_file}: missing key {key!r}")
     return spec
@@ -203,11 +208,13 @@ def _flow_from_spec(spec: dict[str, Any], net: nn.Module) -> FlowModel:
 
 def load(
     path: str | Path, *, weights: str = "ema", device: str | torch.device = "cpu"
-) -> FlowModel:
+) -> FlowModel | DiscreteFlowModel:
     """Rebuild a trained model from a run directory or its ``model/`` directory.
 
-    Returns a :class:`~flowmatch.flow.FlowModel` in eval mode carrying its path, prediction
-    kind, source, labels and data transform, so ``fm.sample(fm.load(run), x0, steps=8)``
+    Returns a :class:`~flowmatch.flow.FlowModel` (a
+    :class:`~flowmatch.discrete.DiscreteFlowModel` for a discrete model) in eval mode
+    carrying its path, prediction kind, source, labels and data transform, so
+    ``fm.sample(fm.load(run), x0, steps=8)``
     needs nothing else. No file is unpickled: weights are safetensors, the config JSON. A net
     of your own must be registered (:func:`flowmatch.models.register`) in this process.
 
@@ -229,7 +236,12 @@ def load(
     try:
         if not isinstance(spec["arch"], dict):
             raise ValueError(f"arch must be a mapping, got {spec['arch']!r}")
-        flow = _flow_from_spec(spec, build_model(spec["arch"]))
+        if spec.get("kind") == "discrete":
+            from flowmatch.discrete.files import flow_from_spec
+
+            flow: Any = flow_from_spec(spec)
+        else:
+            flow = _flow_from_spec(spec, build_model(spec["arch"]))
     except (TypeError, ValueError, KeyError) as err:
         raise ModelFileError(f"{directory / 'config.json'}: invalid model config ({err})") from None
     weight_file = directory / f"{weights}.safetensors"

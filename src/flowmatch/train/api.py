@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from flowmatch.discrete.loss import DiscreteFlowMatchingLoss
+from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError
 from flowmatch.flow import FlowModel
 from flowmatch.loss import FlowMatchingLoss
@@ -21,10 +23,18 @@ from flowmatch.train.trainer import check_run_dir
 __all__ = ["default_loss", "train"]
 
 
-def default_loss(flow: FlowModel) -> FlowMatchingLoss | MeanFlowLoss:
-    """The loss a FlowModel is trained with when none is given: :class:`MeanFlowLoss` for a
-    two-time model, else :class:`FlowMatchingLoss` on its path and prediction, with 10% label
-    dropout (classifier-free guidance) when it has a null class."""
+def default_loss(flow: FlowModel | DiscreteFlowModel) -> Any:
+    """The loss a model is trained with when none is given: :class:`MeanFlowLoss` for a
+    two-time model, :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` (cross-entropy)
+    for a discrete one, else :class:`FlowMatchingLoss` on its path and prediction; with 10%
+    label dropout (classifier-free guidance) when it has a null class."""
+    if isinstance(flow, DiscreteFlowModel):
+        labelled = flow.num_classes is not None and flow.null_class is not None
+        return DiscreteFlowMatchingLoss(
+            flow.path,
+            cond_dropout=0.1 if labelled else 0.0,
+            null_cond=flow.null_class if labelled else None,
+        )
     if flow.two_times:
         return MeanFlowLoss(path=flow.path)
     labelled = flow.num_classes is not None and flow.null_class is not None
@@ -36,7 +46,18 @@ def default_loss(flow: FlowModel) -> FlowMatchingLoss | MeanFlowLoss:
     )
 
 
-def _check_loss(flow: FlowModel, loss: Any) -> None:
+def _check_data(flow: FlowModel | DiscreteFlowModel, dtype: torch.dtype) -> None:
+    discrete = isinstance(flow, DiscreteFlowModel)
+    if discrete and dtype.is_floating_point:
+        raise DataError(f"data: a DiscreteFlowModel trains on integer token ids, got {dtype}")
+    if not discrete and not dtype.is_floating_point:
+        raise DataError(
+            f"data: a FlowModel trains on floating-point points, got {dtype} (token ids go "
+            "to a flowmatch.discrete.DiscreteFlowModel)"
+        )
+
+
+def _check_loss(flow: FlowModel | DiscreteFlowModel, loss: Any) -> None:
     path, prediction = getattr(loss, "path", None), getattr(loss, "prediction", None)
     if path is not None and path != flow.path:
         raise ValueError(
@@ -51,7 +72,7 @@ def _check_loss(flow: FlowModel, loss: Any) -> None:
 
 
 def train(
-    model: FlowModel | nn.Module,
+    model: FlowModel | DiscreteFlowModel | nn.Module,
     data: Any,
     *,
     steps: int,
@@ -69,7 +90,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     echo: Callable[[str], None] = print,
-) -> FlowModel:
+) -> FlowModel | DiscreteFlowModel:
     """Train a model on your data; return the EMA model, ready for ``fm.sample``.
 
     The loop is the one ``flowmatch train`` runs: AdamW with warmup and cosine decay,
@@ -79,8 +100,9 @@ def train(
     ``torchrun`` it runs DDP. Time runs from t=0 (source) to t=1 (data).
 
     Args:
-        model: a :class:`~flowmatch.flow.FlowModel`, or a net (a velocity net on the linear
-            path from N(0, I)); trained in place.
+        model: a :class:`~flowmatch.flow.FlowModel`, a
+            :class:`~flowmatch.discrete.DiscreteFlowModel` (data: token ids), or a net (a
+            velocity net on the linear path from N(0, I)); trained in place.
         data: the data x1: a tensor (N, *D) (with ``labels``), a map-style
             ``torch.utils.data.Dataset`` whose items are ``x`` or ``(x, label)``, a
             ``DataLoader`` (its own batches, workers allowed) or
@@ -124,8 +146,9 @@ def train(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    flow = model if isinstance(model, FlowModel) else FlowModel(model)
+    flow = model if isinstance(model, (FlowModel, DiscreteFlowModel)) else FlowModel(model)
     batches = as_batches(data, labels=labels, seed=seed)
+    _check_data(flow, batches.dtype)
     if flow.shape is None:
         flow.shape = batches.shape
     elif flow.shape != batches.shape:

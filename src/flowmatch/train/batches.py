@@ -60,9 +60,15 @@ def _split_item(item: Any, where: str) -> tuple[Tensor, Tensor | None]:
     )
 
 
+_INTEGER = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
 def _check_x(x: Tensor, where: str) -> Tensor:
-    if not x.is_floating_point():
-        raise DataError(f"{where}: data must be floating point, got {x.dtype}")
+    """Floating-point points, or integer token ids (for a discrete model)."""
+    if not (x.is_floating_point() or x.dtype in _INTEGER):
+        raise DataError(
+            f"{where}: data must be floating point (or integer token ids), got {x.dtype}"
+        )
     return x
 
 
@@ -71,6 +77,7 @@ class Batches:
 
     shape: tuple[int, ...]
     labelled: bool
+    dtype: torch.dtype = torch.float32
 
     def to(self, device: torch.device) -> Batches:
         """The same source with its tensors on ``device`` (a no-op for loaders)."""
@@ -93,7 +100,7 @@ class TensorBatches(Batches):
     def __init__(self, data: Tensor, labels: Tensor | None = None) -> None:
         if not isinstance(data, Tensor) or data.ndim < 2 or data.shape[0] < 1:
             raise DataError(f"data: expected a tensor of shape (N, *D), got {_describe(data)}")
-        _check_x(data, "data")
+        self.dtype = _check_x(data, "data").dtype
         if labels is not None and (labels.ndim != 1 or labels.shape[0] != data.shape[0]):
             raise DataError(
                 f"labels: expected shape ({data.shape[0]},), one per point, got "
@@ -147,6 +154,7 @@ class DatasetBatches(Batches):
         x, label = _split_item(dataset[0], "data[0]")
         self.dataset, self.n, self.device = dataset, n, torch.device("cpu")
         self.shape = tuple(_check_x(x, "data[0]").shape)
+        self.dtype = x.dtype
         self.labelled = label is not None
 
     def to(self, device: torch.device) -> DatasetBatches:
@@ -181,6 +189,7 @@ class LoaderBatches(Batches):
             raise DataError("data: the DataLoader yields no batches")
         x, label = _split_item(first, "a batch of the DataLoader")
         self.shape = tuple(_check_x(x, "a batch of the DataLoader").shape[1:])
+        self.dtype = x.dtype
         self.labelled = label is not None
 
     def to(self, device: torch.device) -> LoaderBatches:

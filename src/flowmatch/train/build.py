@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 from torch import nn
 
 from flowmatch.couplings import COUPLINGS, Coupling
+from flowmatch.discrete.loss import DiscreteFlowMatchingLoss
+from flowmatch.discrete.model import DiscreteFlowModel
+from flowmatch.discrete.path import MixturePath
 from flowmatch.errors import ConfigError, SamplerError
 from flowmatch.flow import FlowModel
 from flowmatch.loss import FlowMatchingLoss
@@ -125,6 +128,17 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "num_classes": data.num_classes,
             "dropout": m.dropout,
         }
+    elif m.name == "transformer":
+        vocab = data.text.vocab.size
+        ids = vocab + (1 if cfg.objective.source == "mask" else 0)
+        return {
+            "name": "transformer",
+            "length": data.shape[0],
+            "vocab_size": ids,
+            "out_size": vocab,
+            "num_classes": data.num_classes,
+            **m.params(),
+        }
     else:
         return {"name": m.name, **m.params()}
     arch["time_frequency"] = time_frequency(m.time_frequency, two_times=two_times)
@@ -163,10 +177,32 @@ OBJECTIVES: dict[str, Callable[..., FlowMatchingLoss | MeanFlowLoss]] = {
 the coupling, time sampler and label dropout every loss takes."""
 
 
-def build_loss(cfg: RunConfig, data: RunData) -> FlowMatchingLoss | MeanFlowLoss:
+def build_mixture_path(cfg: RunConfig, data: RunData) -> MixturePath:
+    """The mixture path of a discrete run: the data's vocabulary, ``objective.source`` and
+    ``objective.kappa``."""
+    obj = cfg.objective
+    kappa = SCHEDULES[obj.kappa](n=obj.n) if obj.kappa == "polynomial" else SCHEDULES[obj.kappa]()
+    return _make(
+        "objective", lambda: MixturePath(data.text.vocab.size, source=obj.source, schedule=kappa)
+    )
+
+
+def build_loss(cfg: RunConfig, data: RunData) -> Any:
     """The objective's loss (:data:`OBJECTIVES`) on the run's path, coupling and time
-    sampler (label dropout for labelled data)."""
+    sampler (label dropout for labelled data); a discrete run's
+    :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` on its mixture path."""
     labelled = data.num_classes is not None
+    if cfg.objective.name == "discrete":
+        obj, path = cfg.objective, build_mixture_path(cfg, data)
+        return _make(
+            "objective",
+            lambda: DiscreteFlowMatchingLoss(
+                path,
+                kind=obj.loss,
+                cond_dropout=obj.cond_dropout if labelled else 0.0,
+                null_cond=data.num_classes,
+            ),
+        )
     common = {
         "coupling": build_coupling(cfg),
         "time_sampler": build_time_sampler(cfg),
@@ -177,11 +213,10 @@ def build_loss(cfg: RunConfig, data: RunData) -> FlowMatchingLoss | MeanFlowLoss
     return _make("objective", lambda: OBJECTIVES[cfg.objective.name](cfg, path, common))
 
 
-def build_flow(
-    cfg: RunConfig, data: RunData, loss: FlowMatchingLoss | MeanFlowLoss, net: nn.Module
-) -> FlowModel:
+def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
     """The run's FlowModel: the net, the loss's path and prediction, the data's source,
-    labels, standardization and shape, and the objective and coupling for the record."""
+    labels, standardization and shape, and the objective and coupling for the record (a
+    :class:`~flowmatch.discrete.DiscreteFlowModel` with the vocabulary for text)."""
     raw = config_to_dict(cfg)
     info: dict[str, Any] = {
         "data": data.name,
@@ -192,6 +227,19 @@ def build_flow(
         info["class_names"] = data.class_names
     if data.columns is not None:
         info["columns"] = data.columns
+    if data.is_text:
+        info.pop("coupling")
+        return _make(
+            "model",
+            lambda: DiscreteFlowModel(
+                net,
+                loss.path,
+                length=data.shape[0],
+                vocab=data.text.vocab,
+                num_classes=data.num_classes,
+                info=info,
+            ),
+        )
     return _make(
         "model",
         lambda: FlowModel(
@@ -217,6 +265,9 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
             ``eval.steps``, ``sample.eta`` or ``sample.guidance``.
     """
     s, ev = cfg.sample, cfg.eval
+    if isinstance(flow, DiscreteFlowModel):
+        _check_discrete_sampling(cfg, flow)
+        return
     keys = {
         "sample": {"method": "sample.method", "steps": "sample.steps", "eta": "sample.eta"},
         "eval": {"method": "eval.methods", "steps": "eval.steps", "eta": "sample.eta"},
@@ -234,6 +285,23 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
         import torch
 
         flow.check_guidance(s.guidance, torch.tensor(labels) if labels else None)
+    except SamplerError as err:
+        raise ConfigError(f"config: sample.guidance: {err}", key="sample.guidance") from None
+
+
+def _check_discrete_sampling(cfg: RunConfig, flow: DiscreteFlowModel) -> None:
+    import torch
+
+    s = cfg.sample
+    if s.corrector > 0 and flow.path.mask_id is None:
+        raise ConfigError(
+            "config: sample.corrector: the corrector needs objective.source=mask, got "
+            f"{flow.path.source!r}",
+            key="sample.corrector",
+        )
+    labels = None if flow.num_classes is None else torch.tensor([0])
+    try:
+        flow.check_guidance(s.guidance, labels)
     except SamplerError as err:
         raise ConfigError(f"config: sample.guidance: {err}", key="sample.guidance") from None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,6 +53,12 @@ class RunData:
     labels: Tensor | None = None
     holdout_labels: Tensor | None = None
     class_names: list[str] | None = None
+    text: Any = None  # a flowmatch.data.text.TextData for token data
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the points are token sequences (N, L) of a vocabulary."""
+        return self.text is not None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -80,7 +87,7 @@ class RunData:
     @property
     def is_toy(self) -> bool:
         """Whether the data is a toy set, of which fresh true samples can be drawn."""
-        return self.standardizer is None and not self.is_image
+        return self.standardizer is None and not self.is_image and not self.is_text
 
     def reference(self) -> Tensor | Callable[[int, torch.Generator], Tensor]:
         """What samples are compared with: fresh true draws (toy set) or the held-out rows."""
@@ -107,6 +114,8 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         DataError: an unreadable file, or a table too small for the held-out split.
     """
     source = cfg.source.name if cfg.source is not None else None
+    if cfg.is_text:
+        return _load_text(cfg, seed=seed, base_dir=base_dir)
     if cfg.is_image:
         return _load_images(cfg, seed=seed, base_dir=base_dir)
     if cfg.path is None:
@@ -184,6 +193,33 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
         labels[hold],
         names,
     )
+
+
+def _load_text(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
+    """A text file or a corpus, encoded character by character and split by a seeded
+    permutation (``holdout_share`` held out); the vocabulary is the training split's."""
+    from flowmatch.data.corpora import load_corpus
+    from flowmatch.data.text import load_text
+
+    options = {
+        "max_length": cfg.max_length,
+        "holdout": cfg.holdout_share,
+        "seed": seeds.stream_seed(seed, "split"),
+        "too_long": cfg.too_long,
+    }
+    if cfg.corpus is not None:
+        if cfg.corpus == "pydoc":
+            options.pop("max_length")
+        text = load_corpus(cfg.corpus, chunk_length=cfg.chunk_length, **options)
+    else:
+        assert cfg.text is not None
+        path = _resolve(cfg.text, base_dir)
+        text = load_text(path, mode=cfg.text_mode, chunk_length=cfg.chunk_length, **options)
+    if text.test.shape[0] < 2:
+        raise DataError(
+            f"{text.name}: expected at least 2 held-out items, got {text.test.shape[0]}"
+        )
+    return RunData(text.train, text.test, None, None, text.name, text=text)
 
 
 def _resolve(value: str, base_dir: str | Path) -> Path:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.evaluation import seeds
 from flowmatch.evaluation.images import DigitsMetric
 from flowmatch.evaluation.loop import evaluate_model
@@ -23,7 +24,7 @@ from flowmatch.flow import FlowModel
 from flowmatch.sampling import generate, labels_in_turn
 from flowmatch.train.data import RunData
 
-__all__ = ["final_report", "metric_of", "periodic_report", "plots"]
+__all__ = ["final_report", "metric_of", "periodic_report", "plots", "text_reports"]
 
 
 def metric_of(data: RunData) -> PointMetric | DigitsMetric:
@@ -156,7 +157,7 @@ def plots(
 
     directory = Path(directory)
     image = data.is_image
-    if not image and data.dim != 2:
+    if data.is_text or (not image and data.dim != 2):
         return
     k = data.num_classes
     cond = labels_in_turn(10 * k, k) if image and k is not None else None
@@ -193,3 +194,48 @@ def plots(
     viz.trajectories(
         res.trajectory.cpu(), directory / "trajectories.png", title="noise (t=0) to samples (t=1)"
     )
+
+
+def text_reports(
+    model: DiscreteFlowModel,
+    data: RunData,
+    directory: str | Path,
+    *,
+    seed: int,
+    steps: Sequence[int],
+    sample_steps: int,
+    num: int,
+    draws: int,
+    temperature: float = 1.0,
+    corrector: float = 0.0,
+    echo: Callable[[str], None] = print,
+) -> tuple[list[Any], Any]:
+    """A text run's final report: ``eval.txt``, ``quality_vs_nfe.png`` (see
+    :func:`~flowmatch.evaluation.text.text_report`) and ``samples.txt``: ``num`` samples
+    (at most 1000) at ``sample_steps`` steps, one per line."""
+    from flowmatch.discrete.sampler import sample
+    from flowmatch.evaluation.text import text_report, write_samples
+
+    rows, elbo = text_report(
+        model,
+        data.text,
+        directory,
+        seed=seed,
+        steps=steps,
+        num=num,
+        draws=draws,
+        temperature=temperature,
+        corrector=corrector,
+        echo=echo,
+    )
+    g = seeds.generator(seed, "plots")
+    x = sample(
+        model,
+        min(num, 1000),
+        steps=sample_steps,
+        temperature=temperature,
+        corrector=corrector,
+        generator=g,
+    )
+    write_samples(data.text.vocab.decode_batch(x.cpu()), Path(directory) / "samples.txt")
+    return rows, elbo

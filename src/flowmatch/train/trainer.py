@@ -29,7 +29,7 @@ from flowmatch.train.config import RunConfig, dump_config, with_absolute_paths
 from flowmatch.train.data import RunData, load_run_data
 from flowmatch.train.logging import tensorboard_writer_class
 from flowmatch.train.loop import NonFiniteLossError, TrainLoop
-from flowmatch.train.reports import final_report, periodic_report, plots
+from flowmatch.train.reports import final_report, periodic_report, plots, text_reports
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "model_spec"]
 
@@ -206,6 +206,12 @@ class Trainer:
 
     def _periodic(self, step: int) -> None:
         ev, s = self.cfg.eval, self.cfg.sample
+        if self.data.is_text:
+            from flowmatch.evaluation.text import heldout_elbo
+
+            bound = heldout_elbo(self.loop.ema.module, self.data.holdout[:500], seed=step)
+            self.echo(f"step {step}: held-out ELBO {bound[0]:.4f} ± {bound[1]:.4f} nats/token")
+            return
         periodic_report(
             self.loop.ema.module,
             self.data,
@@ -226,6 +232,22 @@ class Trainer:
         cfg, ev, s = self.cfg, self.cfg.eval, self.cfg.sample
         ema = self.loop.ema.module
         self.echo(f"evaluating ({ev.draws} draws per figure)...")
+        if self.data.is_text:
+            rows, floor = text_reports(
+                ema,
+                self.data,
+                self.out,
+                seed=cfg.train.seed,
+                steps=ev.steps,
+                sample_steps=s.steps,
+                num=ev.num_samples,
+                draws=ev.draws,
+                temperature=s.temperature,
+                corrector=s.corrector,
+                echo=self.echo,
+            )
+            append_csv(self.out / "eval.csv", self.loop.step, rows)
+            return rows, floor
         rows, floor = final_report(
             ema,
             self.data,

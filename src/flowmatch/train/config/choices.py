@@ -2,26 +2,22 @@
 
 ``path``, ``coupling``, ``time``, ``objective`` and ``model`` are discriminated unions: a tag key
 (``schedule``, ``name``, ``sampler``) picks the variant, and the other keys of the section are
-that variant's parameters. A missing tag (or section, or null) picks the default variant; a
-model name other than mlp and unet is a network registered with `flowmatch.models.register`.
+that variant's parameters. A missing tag (or section, or null) picks the default variant.
+The ``model`` section's variants live in `models` (any name other than mlp, unet and
+transformer is a network registered with `flowmatch.models.register`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, Tag, field_validator, model_validator
+from pydantic import Field, Tag, model_validator
 
+from flowmatch.train.config.models import MODEL
 from flowmatch.train.config.types import (
-    CUSTOM,
-    Activation,
     Choice,
-    EvenPositiveInt,
-    NonEmptyPositiveIntList,
     NonNegativeFloat,
     PositiveFloat,
-    PositiveInt,
-    PositiveIntList,
     Probability,
     UnitFloat,
     _FieldProblem,
@@ -290,105 +286,37 @@ class MeanFlowObjectiveConfig(_ObjectiveVariant):
     time_pairs: Literal["ordered", "gap"] = "ordered"
 
 
+class DiscreteObjectiveConfig(_ObjectiveVariant):
+    """``objective: {name: discrete}``: discrete flow matching of token data (text) on the
+    mixture path of `flowmatch.discrete`: the network predicts each token's posterior.
+
+    Attributes:
+        source: mask (every token starts as an extra mask token) | uniform (a uniform token).
+        kappa: linear | cosine | polynomial, the probability kappa_t that a token is its data
+            token at time t.
+        n: the exponent of the polynomial kappa = t^n, > 0.
+        loss: ce (the posterior's cross-entropy) | gkl (the generalized KL, the ELBO's
+            integrand).
+        cond_dropout: as for flow_matching (labelled data).
+    """
+
+    name: Literal["discrete"] = "discrete"
+    source: Literal["mask", "uniform"] = "mask"
+    kappa: Literal["linear", "cosine", "polynomial"] = "linear"
+    n: PositiveFloat = 2.0
+    loss: Literal["ce", "gkl"] = "ce"
+    cond_dropout: UnitFloat = 0.1
+
+
 _ObjectiveUnion = (
     Annotated[FlowMatchingObjectiveConfig, Tag("flow_matching")]
     | Annotated[MeanFlowObjectiveConfig, Tag("meanflow")]
+    | Annotated[DiscreteObjectiveConfig, Tag("discrete")]
 )
 OBJECTIVE = Choice("objective", "name", _ObjectiveUnion)
 ObjectiveConfig = Annotated[_ObjectiveUnion, OBJECTIVE.discriminator, OBJECTIVE.before]
 """The ``objective`` section, by ``name`` (default flow_matching)."""
 
-
-# --- model: the network
-
-
-class _ModelVariant(_Variant):
-    _not_params: ClassVar[tuple[str, ...]] = ("name", "init")
-
-
-class MLPConfig(_ModelVariant):
-    """``model: {name: mlp}``: an MLP, for points.
-
-    Attributes:
-        hidden: width of the hidden layers.
-        depth: number of hidden layers.
-        activation: one of `ACTIVATIONS`.
-        time_embed_dim: size of the sinusoidal time embedding; even.
-        time_frequency: highest angular frequency of that embedding (rad per unit time); None:
-            1000 for flow matching, 10 for meanflow, whose loss differentiates the network in
-            time (high frequencies made it diverge; see `flowmatch.models.embeddings`).
-        init: a run (or model) directory whose EMA weights initialise the network (warm start,
-            e.g. reflow); its architecture must match. Not a parameter of the network.
-    """
-
-    name: Literal["mlp"] = "mlp"
-    hidden: PositiveInt = 256
-    depth: PositiveInt = 3
-    activation: Activation = "silu"
-    time_embed_dim: EvenPositiveInt = 64
-    time_frequency: PositiveFloat | None = None
-    init: str | None = None
-
-
-class UNetConfig(_ModelVariant):
-    """``model: {name: unet}``: a U-Net, for images.
-
-    Attributes:
-        channels: channels of the first level.
-        multipliers: channel multiplier of each level (a level per entry; the image is halved
-            between levels); a list or a comma-separated string.
-        res_blocks: residual blocks per level.
-        attention: feature-map sides with self-attention (e.g. [8]).
-        groups: GroupNorm groups.
-        dropout: dropout in the residual blocks, in [0, 1).
-        time_embed_dim, time_frequency, init: as for mlp.
-    """
-
-    name: Literal["unet"] = "unet"
-    channels: PositiveInt = 32
-    multipliers: NonEmptyPositiveIntList = Field(default_factory=lambda: [1, 2])
-    res_blocks: PositiveInt = 1
-    attention: PositiveIntList = Field(default_factory=list)
-    groups: PositiveInt = 8
-    dropout: UnitFloat = 0.0
-    time_embed_dim: EvenPositiveInt = 64
-    time_frequency: PositiveFloat | None = None
-    init: str | None = None
-
-
-class CustomModelConfig(_ModelVariant):
-    """``model: {name: NAME, ...}``: a network registered as NAME with
-    `flowmatch.models.register`; its other keys (any, kept as given) are its constructor's
-    arguments. NAME must be registered when the config is validated: import its module first
-    (``--plugin MODULE`` on the command line, or an entry point).
-
-    Attributes:
-        name: the registered name.
-        init: as for mlp.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-    init: str | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _check_registered(cls, value: str) -> str:
-        from flowmatch.models import registry  # filled at import time by user plugins
-
-        registry.lookup(value)  # a ValueError listing the registered names
-        return value
-
-
-_ModelUnion = (
-    Annotated[MLPConfig, Tag("mlp")]
-    | Annotated[UNetConfig, Tag("unet")]
-    | Annotated[CustomModelConfig, Tag(CUSTOM)]
-)
-MODEL = Choice("model", "name", _ModelUnion)
-ModelConfig = Annotated[_ModelUnion, MODEL.discriminator, MODEL.before]
-"""The ``model`` section, by ``name`` (default mlp; any other name is a registered network)."""
 
 CHOICES: dict[str, Choice] = {c.section: c for c in (MODEL, PATH, COUPLING, TIME, OBJECTIVE)}
 """The union sections by name."""

@@ -12,12 +12,14 @@ from flowmatch.train.config.choices import (
     FlowMatchingObjectiveConfig,
     IndependentCouplingConfig,
     LinearPathConfig,
-    MLPConfig,
-    ModelConfig,
     ObjectiveConfig,
     PathConfig,
     TimeConfig,
     UniformTimeConfig,
+)
+from flowmatch.train.config.models import (
+    MLPConfig,
+    ModelConfig,
 )
 from flowmatch.train.config.types import (
     DATA_SUFFIXES,
@@ -49,8 +51,8 @@ class SourceConfig(_Section):
 
 
 class DataConfig(_Section):
-    """The data (t = 1): a toy set or image set by name, a file of points, or image files;
-    exactly one of ``name``, ``path`` and ``images``.
+    """The data (t = 1): a toy set or image set by name, a file of points, image files, or
+    text; exactly one of ``name``, ``path``, ``images``, ``text`` and ``corpus``.
 
     Attributes:
         name: a toy 2-D set, one of `TOY_DATASETS`, or ``digits`` (scikit-learn's 8x8 digits,
@@ -68,6 +70,17 @@ class DataConfig(_Section):
         pairs: a ``.safetensors`` file of fixed (x0, x1) training pairs (written by
             ``flowmatch reflow``); training draws from the pairs, while name/path still
             define the held-out data of the evaluation.
+        text: a UTF-8 text file of token data, read character by character (discrete flow
+            matching; the vocabulary is the training split's characters).
+        corpus: a text corpus that ships in a package: names (US census surnames), smiles
+            (RDKit's NCI molecules) or pydoc (Python's help texts, in chunks).
+        text_mode: lines (one item per non-empty line: names, words, SMILES) | chunks
+            (consecutive pieces of chunk_length characters of a long text).
+        max_length: lines mode: the most characters of an item (None: the longest); items
+            end with a pad/end token.
+        chunk_length: chunks mode: characters per item.
+        too_long: lines mode, items over max_length: error | truncate | drop.
+        holdout_share: text: the share of items held out for evaluation, in (0, 1).
     """
 
     name: DataName | None = None
@@ -80,13 +93,21 @@ class DataConfig(_Section):
     source: SourceConfig | None = None
     num_train: PositiveInt = 100_000
     num_holdout: PositiveInt = 5_000
+    text: str | None = None
+    corpus: Literal["names", "smiles", "pydoc"] | None = None
+    text_mode: Literal["lines", "chunks"] = "lines"
+    max_length: PositiveInt | None = None
+    chunk_length: PositiveInt = 64
+    too_long: Literal["error", "truncate", "drop"] = "error"
+    holdout_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
 
     @model_validator(mode="before")
     @classmethod
     def _default_name(cls, data: Any) -> Any:
         if data is None:
             data = {}
-        if isinstance(data, dict) and all(data.get(k) is None for k in ("name", "path", "images")):
+        kinds = ("name", "path", "images", "text", "corpus")
+        if isinstance(data, dict) and all(data.get(k) is None for k in kinds):
             data = {**data, "name": "checkerboard"}
         return data
 
@@ -94,6 +115,11 @@ class DataConfig(_Section):
     def is_image(self) -> bool:
         """Whether the data are images (digits or ``images``) rather than points."""
         return self.name == "digits" or self.images is not None
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the data are token sequences (``text`` or ``corpus``)."""
+        return self.text is not None or self.corpus is not None
 
     @field_validator("path")
     @classmethod
@@ -122,6 +148,15 @@ class DataConfig(_Section):
                 "images",
                 "give data.images alone, without data.name or data.path (set them to null)",
             )
+        given = [k for k in ("name", "path", "images", "text", "corpus") if getattr(self, k)]
+        if self.is_text and len(given) > 1:
+            raise _FieldProblem(
+                given[-1],
+                f"give one kind of data, got {' and '.join('data.' + k for k in given)} (set "
+                "the others to null)",
+            )
+        if self.is_text and (self.source is not None or self.pairs is not None):
+            raise _FieldProblem("text", "text data take neither data.source nor data.pairs")
         if self.labels is not None and self.images is None:
             raise _FieldProblem("labels", "data.labels is the IDX labels file of data.images")
         if self.is_image and self.source is not None:
@@ -190,6 +225,8 @@ class SampleConfig(_Section):
         noise: the SDE's noise scale: g(t) = noise * sigma_t.
         guidance: classifier-free guidance scale of labelled runs (1: the conditional model;
             null: no guidance).
+        temperature: text: divides the posterior's logits (< 1 sharper, > 1 more diverse).
+        corrector: text, mask source: strength of the corrector that re-masks tokens (0: off).
     """
 
     steps: PositiveInt = 16
@@ -197,6 +234,8 @@ class SampleConfig(_Section):
     eta: Probability = 0.0
     noise: NonNegativeFloat = 1.0
     guidance: NonNegativeFloat | None = None
+    temperature: PositiveFloat = 1.0
+    corrector: NonNegativeFloat = 0.0
 
 
 class EvalConfig(_Section):
@@ -237,6 +276,22 @@ class RunConfig(_Section):
     sample: SampleConfig = Field(default_factory=SampleConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _text_defaults(cls, data: Any) -> Any:
+        """Text data default to the discrete objective and the transformer."""
+        if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
+            return data
+        if data["data"].get("text") is None and data["data"].get("corpus") is None:
+            return data
+        data = dict(data)
+        for section, default in (("objective", "discrete"), ("model", "transformer")):
+            if data.get(section) is None:
+                data[section] = {"name": default}
+            elif isinstance(data[section], dict) and "name" not in data[section]:
+                data[section] = {**data[section], "name": default}
+        return data
+
     @model_validator(mode="after")
     def _check_sections(self) -> RunConfig:
         if self.data.pairs is not None and self.coupling.name != "independent":
@@ -250,6 +305,22 @@ class RunConfig(_Section):
                 "time.sampler",
                 "discrete draws the timesteps of a ddpm path; set path.schedule=ddpm, got "
                 f"{self.path.schedule!r}",
+            )
+        discrete = self.objective.name == "discrete"
+        if self.data.is_text != discrete:
+            raise _FieldProblem(
+                "objective.name",
+                "text data (data.text, data.corpus) are learnt by objective.name=discrete, and "
+                f"only they are; got objective {self.objective.name!r} for "
+                f"{'text' if self.data.is_text else 'points or images'}",
+            )
+        if self.data.is_text and self.model.name in ("mlp", "unet"):
+            raise _FieldProblem(
+                "model.name", f"text data need model.name=transformer, got {self.model.name!r}"
+            )
+        if self.model.name == "transformer" and not self.data.is_text:
+            raise _FieldProblem(
+                "model.name", "the transformer takes text data (data.text or data.corpus)"
             )
         builtin = self.model.name in ("mlp", "unet")
         if builtin and self.data.is_image != (self.model.name == "unet"):
