@@ -38,13 +38,19 @@ __all__ = ["UsageError", "app", "main"]
 @handles_user_errors
 def demo(
     out: Annotated[
-        Path | None, typer.Option(help="Run directory to (re)create [default: runs/demo(_digits)].")
+        Path | None,
+        typer.Option(help="Run directory to (re)create [default: runs/demo(_digits|_names)]."),
     ] = None,
     dataset: Annotated[
-        str, typer.Option(help="checkerboard (points, MLP) or digits (8x8 images, U-Net).")
+        str,
+        typer.Option(
+            help="checkerboard (points, MLP), digits (8x8 images, U-Net) or names (text, "
+            "discrete flow matching)."
+        ),
     ] = "checkerboard",
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps [default: 20000; digits 3000].")
+        int | None,
+        typer.Option(min=1, help="Training steps [default: 20000; digits and names 3000]."),
     ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")
@@ -54,17 +60,22 @@ def demo(
     """The main job: train the default model (checkerboard, MLP) and write samples and plots.
 
     With --dataset digits: a class-conditional U-Net on scikit-learn's 8x8 digits, a 10x10
-    grid (a row per class, classifier-free guidance) and one sample's path from noise.
+    grid (a row per class, classifier-free guidance) and one sample's path from noise. With
+    --dataset names: discrete flow matching of US surnames, samples.txt and the ELBO.
     """
-    if dataset not in ("checkerboard", "digits"):
-        raise UsageError(f"--dataset: expected checkerboard or digits, got {dataset!r}")
+    if dataset not in ("checkerboard", "digits", "names"):
+        raise UsageError(f"--dataset: expected checkerboard, digits or names, got {dataset!r}")
     if oracle:
         from flowmatch.app.demo import oracle_demo
 
         oracle_demo(out if out is not None else Path("runs/demo"), echo=typer.echo)
         return
-    from flowmatch.app.demo import digits_demo, training_demo
+    from flowmatch.app.demo import digits_demo, names_demo, training_demo
 
+    if dataset == "names":
+        out = out if out is not None else Path("runs/demo_names")
+        names_demo(out, steps=steps, progress=progress, echo=typer.echo)
+        return
     if dataset == "digits":
         out = out if out is not None else Path("runs/demo_digits")
         digits_demo(out, steps=steps, progress=progress, echo=typer.echo)

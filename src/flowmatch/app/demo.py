@@ -168,3 +168,53 @@ def digits_demo(
         f"and eval.txt in {out}"
     )
     return out
+
+
+NAMES_OVERRIDES = (
+    "data.corpus=names",
+    "model.name=transformer",
+    "model.dim=96",
+    "model.depth=3",
+    "model.heads=4",
+    "objective.name=discrete",
+    "optim.lr=2e-3",
+    "optim.warmup_steps=200",
+    "train.batch_size=256",
+    "train.log_every=100",
+    "train.checkpoint_every=1000",
+    "train.eval_every=1000000",
+    "sample.steps=14",
+    "eval.steps=[4,8,14,32]",
+    "eval.num_samples=1000",
+    "eval.draws=3",
+)
+"""The names demo's run config: a small character transformer, discrete flow matching."""
+
+NAMES_STEPS = 3000
+
+
+def names_demo(
+    out: Path,
+    *,
+    steps: int | None = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> Path:
+    """Train discrete flow matching on US census surnames; write samples, the ELBO and plots.
+
+    The run directory is recreated: ``samples.txt`` (1000 names sampled in 14 steps, one
+    per line), ``eval.txt`` (the held-out ELBO in nats per character; per NFE the share of
+    samples that are real names, novel, unique, and the sampler's own bound),
+    ``quality_vs_nfe.png`` and the model.
+    """
+    from flowmatch.train.config import load_config
+    from flowmatch.train.trainer import Trainer
+
+    n = steps if steps is not None else NAMES_STEPS
+    cfg = load_config(None, [*NAMES_OVERRIDES, f"train.steps={n}"])
+    result = Trainer(cfg, out, overwrite=True, progress=progress, echo=echo).run()
+    echo(
+        f"names demo: {result.steps} steps in {result.wall_time:.0f} s; samples.txt, eval.txt "
+        f"and quality_vs_nfe.png in {out}"
+    )
+    return out

@@ -24,10 +24,15 @@ def categorical(probs: Tensor, *, generator: torch.Generator | None = None) -> T
 
     Returns:
         Long indices of shape ``probs.shape[:-1]``.
+
+    Raises:
+        ValueError: a row with a NaN, a negative entry or no mass.
     """
     p = probs.to(torch.float64)
     cdf = p.cumsum(-1)
     total = cdf[..., -1:]
+    if not bool(torch.isfinite(total).all()) or bool((total <= 0).any()) or bool((p < 0).any()):
+        raise ValueError("probs: every row must hold finite probabilities >= 0 with a positive sum")
     u = torch.rand((*p.shape[:-1], 1), generator=generator, dtype=torch.float64, device=p.device)
     idx = torch.searchsorted(cdf, u * total, right=True).squeeze(-1)
     # Never return an index of zero probability: u * total can equal the total only when u

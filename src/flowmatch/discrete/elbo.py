@@ -11,9 +11,12 @@ p = p_theta(. | x_t),
     z != x1^i:  q (-log p(x1^i)) + (1 - q) log((1 - q) / (1 - q + q p(z)))
     z == x1^i:  -log(1 - q + q p(x1^i))
 
-in expectation over x_{t_k} ~ p_{t_k}(. | x1) (one draw per step). For the exact posterior it
-is >= -log p(x1) and decreases to the continuous-time bound as K grows (with the mask source,
-where tokens then unmask one at a time, to -log p(x1) itself).
+in expectation over x_{t_k} ~ p_{t_k}(. | x1) (one draw per step). It bounds -log of the
+probability that the K-step sampler makes x1 (so for one sequence it can be below the data's
+own -log p(x1), where the sampler over-produces x1). Averaged over the data it is >= the
+entropy; for the exact posterior with the mask source, that average decreases with K to the
+continuous-time bound, which is then -log p(x1) itself (tokens unmask one at a time). With
+the uniform source the bound is valid but not tight, and need not fall with K.
 
 **Continuous time** (``steps=None``): the K -> infinity limit, the time integral of
 :func:`~flowmatch.discrete.loss.generalized_kl`. With the mask source its weight
@@ -110,6 +113,8 @@ def elbo(
         raise ValueError(
             f"x1 must be token ids of shape (B, {model.length}), got {x1.dtype} {tuple(x1.shape)}"
         )
+    if x1.numel() and (int(x1.min()) < 0 or int(x1.max()) >= model.path.vocab_size):
+        raise ValueError(f"x1 holds token ids outside [0, {model.path.vocab_size})")
     path, batch = model.path, x1.shape[0]
     total = torch.zeros(batch, dtype=torch.float64, device=x1.device)
     for _ in range(draws):
@@ -125,9 +130,10 @@ def elbo(
             continue
         h = 1.0 / steps
         for k in range(steps):
-            t = torch.full((batch,), k * h, device=x1.device)
-            x_t = path.sample(x1, t, generator=generator)
-            q = jump_probability(path, t, torch.full_like(t, h))
+            t64 = torch.full((batch,), k / steps, dtype=torch.float64, device=x1.device)
+            t = t64.to(torch.float32)
+            x_t = path.sample(x1, t64, generator=generator)
+            q = jump_probability(path, t64, h)
             total += _step_kl(model.log_posterior(x_t, t, cond), x1, x_t, q).sum(-1)
     return total / draws
 

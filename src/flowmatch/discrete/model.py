@@ -145,7 +145,16 @@ class DiscreteFlowModel(nn.Module):
             both = torch.cat([cond, torch.full_like(cond, self.null_class)])
             out = self(torch.cat([x, x]), torch.cat([t, t]), both).to(torch.float64)
             conditional, unconditional = out.log_softmax(-1).chunk(2)
+            # A token ruled out by both branches stays ruled out; other -inf log-probs are
+            # clamped so that -inf - (-inf) cannot turn a row into NaN.
+            impossible = torch.isneginf(conditional) & torch.isneginf(unconditional)
+            floor = torch.finfo(torch.float64).min / 4
+            conditional, unconditional = (
+                conditional.clamp_min(floor),
+                unconditional.clamp_min(floor),
+            )
             logits = unconditional + w * (conditional - unconditional)
+            logits = logits.masked_fill(impossible, -math.inf)
         logp = (logits / temperature).log_softmax(-1)
         mask_id = self.path.mask_id
         if mask_id is not None:

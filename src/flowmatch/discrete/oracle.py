@@ -39,8 +39,11 @@ class ExactPosterior(nn.Module):
             raise ValueError(
                 f"table must have shape (V,)*L with V={vocab}, got {tuple(table.shape)}"
             )
-        if (table < 0).any() or abs(float(table.sum()) - 1.0) > 1e-9:
-            raise ValueError("table must hold probabilities summing to 1")
+        if not torch.isfinite(table).all() or (table < 0).any():
+            raise ValueError("table must hold finite probabilities >= 0")
+        if abs(float(table.sum()) - 1.0) > 1e-6:  # float32 tables sum to 1 within ~1e-7
+            raise ValueError(f"table must sum to 1, got {float(table.sum())!r}")
+        table = table / table.sum()
         self.path = path
         self.length = length
         self.register_buffer("table", table, persistent=False)  # (V,)*L
@@ -58,7 +61,13 @@ class ExactPosterior(nn.Module):
         p0 = self.p0[torch.arange(length, device=x.device), x]  # (B, L): p0^i(x_t^i)
         match = nn.functional.one_hot(x.clamp(max=vocab - 1), vocab).to(torch.float64)
         match = match * (x < vocab).unsqueeze(-1)
-        lik = k * match + (1.0 - k) * p0.unsqueeze(-1)  # (B, L, V): p_t(x_t^i | x1^i = v)
+        if self.path.mask_id is not None:
+            # Mask source: a token is its data token or masked, so p(x1 | x_t) is the data
+            # conditioned on the unmasked tokens whatever kappa is (t = 0 included, where an
+            # infilled sequence holds data tokens that the path itself gives probability 0).
+            lik = match + (x == self.path.mask_id).unsqueeze(-1).to(torch.float64)
+        else:
+            lik = k * match + (1.0 - k) * p0.unsqueeze(-1)  # p_t(x_t^i | x1^i = v)
         letters = "abcdefghijklmnopqrstuvwxy"[:length]
         factors = [lik[:, i] for i in range(length)]
         marg = []

@@ -92,7 +92,7 @@ class MixturePath:
             raise ValueError("source: probabilities must be finite and >= 0")
         if not torch.allclose(probs.sum(-1), torch.ones((), dtype=torch.float64), atol=1e-6):
             raise ValueError("source: probabilities must sum to 1 along the last axis")
-        return probs / probs.sum(-1, keepdim=True)
+        return probs.clone()  # as given (draws renormalize), so files round-trip exactly
 
     # ------------------------------------------------------------------------ properties
     @property
@@ -228,11 +228,17 @@ class MixturePath:
         """
         if not isinstance(spec, dict):
             raise ValueError(f"a mixture path must be a mapping, got {type(spec).__name__}")
-        kappa = dict(spec.get("kappa") or {"schedule": "linear"})
+        raw = spec.get("kappa") or {"schedule": "linear"}
+        if not isinstance(raw, dict):
+            raise ValueError(f"kappa must be a mapping with a 'schedule', got {raw!r}")
+        kappa = dict(raw)
         name = kappa.pop("schedule", "linear")
-        if name not in SCHEDULES:
+        if not isinstance(name, str) or name not in SCHEDULES:
             raise ValueError(f"kappa.schedule must be one of {tuple(SCHEDULES)}, got {name!r}")
-        schedule = SCHEDULES[name](**kappa)
+        try:
+            schedule = SCHEDULES[name](**kappa)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"kappa: bad parameters for {name!r} ({err})") from None
         source = spec.get("source", "mask")
         if isinstance(source, list):
             source = torch.tensor(source, dtype=torch.float64)
@@ -240,13 +246,16 @@ class MixturePath:
         return cls(vocab_size, source=source, schedule=schedule)  # type: ignore[arg-type]
 
 
-def jump_probability(path: MixturePath, t: Tensor, h: Tensor) -> Tensor:
+def jump_probability(path: MixturePath, t: Tensor, h: Tensor | float) -> Tensor:
     """The probability (kappa_{t+h} - kappa_t) / (1 - kappa_t) that a token still at its
-    source value takes its data value during [t, t+h]: exact for the mixture path (it is 1
-    at the last step, t + h = 1). Float64, the shape of t."""
-    t64, end = t.to(torch.float64), (t + h).to(torch.float64).clamp(max=1.0)
+    source value takes its data value during [t, t+h]: exact for the mixture path, and 1 at
+    the last step (t + h = 1, within 1e-9, or 1e-6 for float32 times, for the rounding of a
+    grid k / K). Computed in float64; the shape of t."""
+    t64 = t.to(torch.float64)
+    end = (t64 + torch.as_tensor(h, dtype=torch.float64, device=t.device)).clamp(max=1.0)
     k0, _ = path.kappa(t64)
     k1, _ = path.kappa(end)
     gap = (1.0 - k0).clamp_min(0.0)
     out = torch.where(gap > 0, (k1 - k0) / gap.clamp_min(math.ulp(1.0)), torch.ones_like(k0))
-    return torch.where(end >= 1.0, torch.ones_like(out), out.clamp(0.0, 1.0))
+    last = end >= 1.0 - (1e-9 if t.dtype == torch.float64 else 1e-6)  # a float32 grid: ~1e-7 off
+    return torch.where(last, torch.ones_like(out), out.clamp(0.0, 1.0))

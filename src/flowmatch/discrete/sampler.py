@@ -149,16 +149,17 @@ def sample(
     path, mask_id = model.path, model.path.mask_id
     h = 1.0 / steps
     for k in range(steps):
-        t = torch.full((x.shape[0],), k * h, device=dev)
+        t64 = torch.full((1,), k / steps, dtype=torch.float64, device=dev)  # the exact grid
+        t = t64.to(torch.float32).expand(x.shape[0])
         probs = model.log_posterior(x, t, cond, guidance=guidance, temperature=temperature).exp()
         draw = categorical(probs, generator=generator)
         u = torch.rand(x.shape, generator=generator, dtype=torch.float64, device=dev)
         last = k == steps - 1
         if corrector == 0 or last:
-            jump = u < jump_probability(path, t[:1], torch.tensor(h, device=dev))
+            jump = u < jump_probability(path, t64, h)
             x = torch.where(jump & free, draw, x)
         else:
-            kappa, d_kappa = path.kappa(t[:1].to(torch.float64))
+            kappa, d_kappa = path.kappa(t64)
             up = ((1.0 + corrector) * h * d_kappa / (1.0 - kappa)).clamp(max=1.0)
             down = (corrector * h * d_kappa / kappa.clamp_min(1e-12)).clamp(max=1.0)
             masked = x == mask_id
