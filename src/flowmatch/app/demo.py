@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -106,11 +107,7 @@ def training_demo(
     ``metrics.csv``, ``eval.txt`` (W2 and MMD per method and NFE, mean +- std over 5 draws,
     with the noise floor), ``samples.png``, ``trajectories.png`` and ``quality_vs_nfe.png``.
     """
-    from flowmatch.train.config import load_config
-    from flowmatch.train.trainer import Trainer
-
-    cfg = load_config(None, [*DEMO_OVERRIDES, f"train.steps={steps}"])
-    result = Trainer(cfg, out, overwrite=True, progress=progress, echo=echo).run()
+    result = _train(out, [*DEMO_OVERRIDES, f"train.steps={steps}"], progress, echo)
     echo(f"demo: {result.steps} steps in {result.wall_time:.0f} s; plots and eval.txt in {out}")
     return out
 
@@ -157,17 +154,22 @@ def digits_demo(
     sampler and NFE against the test split, with the train/test floor),
     ``quality_vs_nfe.png`` and the model.
     """
-    from flowmatch.train.config import load_config
-    from flowmatch.train.trainer import Trainer
-
     n = steps if steps is not None else DIGITS_STEPS
-    cfg = load_config(None, [*DIGITS_OVERRIDES, f"train.steps={n}"])
-    result = Trainer(cfg, out, overwrite=True, progress=progress, echo=echo).run()
+    result = _train(out, [*DIGITS_OVERRIDES, f"train.steps={n}"], progress, echo)
     echo(
         f"digits demo: {result.steps} steps in {result.wall_time:.0f} s; samples.png, path.png "
         f"and eval.txt in {out}"
     )
     return out
+
+
+def _train(out: Path, overrides: list[str], progress: bool, echo: Callable[[str], None]) -> Any:
+    """Train a demo's run config (the defaults + ``overrides``) into ``out``, recreated."""
+    from flowmatch.train.config import load_config
+    from flowmatch.train.trainer import Trainer
+
+    cfg = load_config(None, overrides)
+    return Trainer(cfg, out, overwrite=True, progress=progress, echo=echo).run()
 
 
 NAMES_OVERRIDES = (
@@ -207,12 +209,8 @@ def names_demo(
     samples that are real names, novel, unique, and the sampler's own bound),
     ``quality_vs_nfe.png`` and the model.
     """
-    from flowmatch.train.config import load_config
-    from flowmatch.train.trainer import Trainer
-
     n = steps if steps is not None else NAMES_STEPS
-    cfg = load_config(None, [*NAMES_OVERRIDES, f"train.steps={n}"])
-    result = Trainer(cfg, out, overwrite=True, progress=progress, echo=echo).run()
+    result = _train(out, [*NAMES_OVERRIDES, f"train.steps={n}"], progress, echo)
     echo(
         f"names demo: {result.steps} steps in {result.wall_time:.0f} s; samples.txt, eval.txt "
         f"and quality_vs_nfe.png in {out}"

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from flowmatch.atomic import atomic_path
-from flowmatch.discrete.elbo import elbo, nats_per_token
+from flowmatch.discrete.elbo import nats_per_token
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.sampler import sample
 from flowmatch.errors import DataError, SamplerError
@@ -166,7 +166,7 @@ def likelihood_text(
         DataError: an unreadable file, a line too long for the model or with a character
             outside its vocabulary (naming the line).
     """
-    from flowmatch.evaluation.text import tokens_per_item
+    from flowmatch.evaluation.text import item_nats, tokens_per_item
 
     vocab = model.vocab
     if vocab is None:
@@ -191,10 +191,7 @@ def likelihood_text(
             raise DataError(f"{data_file}: line {number}: {err}") from None
         rows.append(ids + [vocab.pad_id] * (model.length - len(ids)))
     tokens = torch.tensor(rows)
-    g = torch.Generator().manual_seed(seed)
-    nats = torch.cat(
-        [elbo(model, c, steps=steps, draws=draws, generator=g) for c in tokens.split(batch_size)]
-    )
+    nats = item_nats(model, tokens, steps=steps, draws=draws, seed=seed, batch_size=batch_size)
     counts = tokens_per_item(tokens, vocab.pad_id)
     per_token, se = nats_per_token(nats, counts)
     kind = "continuous-time" if steps is None else f"{steps}-step"

@@ -32,6 +32,7 @@ __all__ = [
     "evaluate_text",
     "heldout_elbo",
     "is_molecules",
+    "item_nats",
     "text_report",
     "tokens_per_item",
     "write_samples",
@@ -130,16 +131,29 @@ def heldout_elbo(
 ) -> tuple[float, float]:
     """The bound on -log p in nats per token over ``items`` (N, L) and its standard error
     (the continuous-time bound when ``steps`` is None, else the ``steps``-step sampler's)."""
+    nats = item_nats(model, items, steps=steps, draws=draws, seed=seed, batch_size=batch_size)
+    pad = model.vocab.pad_id if model.vocab is not None else None
+    return nats_per_token(nats, tokens_per_item(items, pad))
+
+
+def item_nats(
+    model: DiscreteFlowModel,
+    items: Tensor,
+    *,
+    steps: int | None = None,
+    draws: int = 1,
+    seed: int = 0,
+    batch_size: int = 500,
+) -> Tensor:
+    """The bound on -log p of each item (N, L), in nats: (N,), in batches, seeded."""
     g = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    nats = torch.cat(
+    return torch.cat(
         [
             elbo(model, chunk.to(device), steps=steps, draws=draws, generator=g).cpu()
             for chunk in items.split(batch_size)
         ]
     )
-    pad = model.vocab.pad_id if model.vocab is not None else None
-    return nats_per_token(nats, tokens_per_item(items, pad))
 
 
 def _decode(model: DiscreteFlowModel, x: Tensor) -> list[str]:

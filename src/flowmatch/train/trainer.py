@@ -232,19 +232,22 @@ class Trainer:
         cfg, ev, s = self.cfg, self.cfg.eval, self.cfg.sample
         ema = self.loop.ema.module
         self.echo(f"evaluating ({ev.draws} draws per figure)...")
+        common: dict[str, Any] = {
+            "seed": cfg.train.seed,
+            "steps": ev.steps,
+            "num": ev.num_samples,
+            "draws": ev.draws,
+            "echo": self.echo,
+        }
         if self.data.is_text:
             rows, floor = text_reports(
                 ema,
                 self.data,
                 self.out,
-                seed=cfg.train.seed,
-                steps=ev.steps,
                 sample_steps=s.steps,
-                num=ev.num_samples,
-                draws=ev.draws,
                 temperature=s.temperature,
                 corrector=s.corrector,
-                echo=self.echo,
+                **common,
             )
             append_csv(self.out / "eval.csv", self.loop.step, rows)
             return rows, floor
@@ -252,15 +255,11 @@ class Trainer:
             ema,
             self.data,
             self.out,
-            seed=cfg.train.seed,
-            steps=ev.steps,
             methods=ev.methods,
-            num=ev.num_samples,
-            draws=ev.draws,
             eta=s.eta,
             noise=s.noise,
             guidance=s.guidance,
-            echo=self.echo,
+            **common,
         )
         append_csv(self.out / "eval.csv", self.loop.step, rows)
         plots(
