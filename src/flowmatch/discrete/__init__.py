@@ -14,11 +14,17 @@ Example:
     >>> model = fd.DiscreteFlowModel(net, path, length=16)
     >>> fm.train(model, tokens, steps=2000)            # tokens: (N, 16) ids
     >>> x = fd.sample(model, 100, steps=16)           # (100, 16) ids
+
+Tables of continuous and categorical columns: :class:`MixedFlowModel` (one network on the
+product of the linear path and per-column mask mixture paths),
+:class:`MixedFlowMatchingLoss`, :func:`sample_mixed`.
 """
 
 from flowmatch.discrete.categorical import categorical
 from flowmatch.discrete.elbo import elbo, nats_per_token
 from flowmatch.discrete.loss import LOSS_KINDS, DiscreteFlowMatchingLoss, generalized_kl
+from flowmatch.discrete.mixed_model import MixedFlowModel
+from flowmatch.discrete.mixed_sampling import MixedFlowMatchingLoss, sample_mixed
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.oracle import ExactPosterior, checkerboard_table
 from flowmatch.discrete.path import SOURCES, MixturePath, jump_probability
@@ -30,6 +36,8 @@ __all__ = [
     "DiscreteFlowMatchingLoss",
     "DiscreteFlowModel",
     "ExactPosterior",
+    "MixedFlowMatchingLoss",
+    "MixedFlowModel",
     "MixturePath",
     "categorical",
     "checkerboard_table",
@@ -38,4 +46,5 @@ __all__ = [
     "jump_probability",
     "nats_per_token",
     "sample",
+    "sample_mixed",
 ]

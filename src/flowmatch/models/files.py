@@ -26,6 +26,7 @@ from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
 from flowmatch.paths import PREDICTION_KINDS, AffinePath, path_from_dict, path_to_dict
 
 if TYPE_CHECKING:
+    from flowmatch.discrete.mixed_model import MixedFlowModel
     from flowmatch.discrete.model import DiscreteFlowModel
 
 __all__ = [
@@ -164,7 +165,11 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(
             f"{cfg_file}: expected a model config with format_version {FORMAT_VERSION}"
         )
-    required = ("arch", "path", "length") if spec.get("kind") == "discrete" else _REQUIRED
+    kind = spec.get("kind")
+    required = {
+        "discrete": ("arch", "path", "length"),
+        "mixed": ("arch", "num_continuous", "vocab_sizes"),
+    }.get(kind if isinstance(kind, str) else "", _REQUIRED)
     for key in required:
         if key not in spec:
             raise ModelFileError(f"{cfg_file}: missing key {key!r}")
@@ -208,11 +213,12 @@ def _flow_from_spec(spec: dict[str, Any], net: nn.Module) -> FlowModel:
 
 def load(
     path: str | Path, *, weights: str = "ema", device: str | torch.device = "cpu"
-) -> FlowModel | DiscreteFlowModel:
+) -> FlowModel | DiscreteFlowModel | MixedFlowModel:
     """Rebuild a trained model from a run directory or its ``model/`` directory.
 
     Returns a :class:`~flowmatch.flow.FlowModel` (a
-    :class:`~flowmatch.discrete.DiscreteFlowModel` for a discrete model) in eval mode
+    :class:`~flowmatch.discrete.DiscreteFlowModel` for a discrete model, a
+    :class:`~flowmatch.discrete.MixedFlowModel` for a mixed table model) in eval mode
     carrying its path, prediction kind, source, labels and data transform, so
     ``fm.sample(fm.load(run), x0, steps=8)``
     needs nothing else. No file is unpickled: weights are safetensors, the config JSON. A net
@@ -240,6 +246,10 @@ def load(
             from flowmatch.discrete.files import flow_from_spec
 
             flow: Any = flow_from_spec(spec)
+        elif spec.get("kind") == "mixed":
+            from flowmatch.discrete.mixed_model import mixed_from_spec
+
+            flow = mixed_from_spec(spec)
         else:
             flow = _flow_from_spec(spec, build_model(spec["arch"]))
     except (TypeError, ValueError, KeyError) as err:

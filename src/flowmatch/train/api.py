@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.discrete.loss import DiscreteFlowMatchingLoss
+from flowmatch.discrete.mixed_model import MixedFlowModel
+from flowmatch.discrete.mixed_sampling import MixedFlowMatchingLoss
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError
 from flowmatch.flow import FlowModel
@@ -23,11 +25,14 @@ from flowmatch.train.trainer import check_run_dir
 __all__ = ["default_loss", "train"]
 
 
-def default_loss(flow: FlowModel | DiscreteFlowModel) -> Any:
+def default_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel) -> Any:
     """The loss a model is trained with when none is given: :class:`MeanFlowLoss` for a
     two-time model, :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` (cross-entropy)
-    for a discrete one, else :class:`FlowMatchingLoss` on its path and prediction; with 10%
+    for a discrete one, :class:`~flowmatch.discrete.MixedFlowMatchingLoss` for a mixed
+    table one, else :class:`FlowMatchingLoss` on its path and prediction; with 10%
     label dropout (classifier-free guidance) when it has a null class."""
+    if isinstance(flow, MixedFlowModel):
+        return MixedFlowMatchingLoss.for_model(flow)
     if isinstance(flow, DiscreteFlowModel):
         labelled = flow.num_classes is not None and flow.null_class is not None
         return DiscreteFlowMatchingLoss(
@@ -46,7 +51,12 @@ def default_loss(flow: FlowModel | DiscreteFlowModel) -> Any:
     )
 
 
-def _check_data(flow: FlowModel | DiscreteFlowModel, dtype: torch.dtype) -> None:
+def _check_data(flow: FlowModel | DiscreteFlowModel | MixedFlowModel, dtype: torch.dtype) -> None:
+    if isinstance(flow, MixedFlowModel) and not dtype.is_floating_point:
+        raise DataError(
+            f"data: a MixedFlowModel trains on float rows (continuous values, then category "
+            f"codes as floats; MixedFlowModel.encode builds them), got {dtype}"
+        )
     discrete = isinstance(flow, DiscreteFlowModel)
     if discrete and dtype.is_floating_point:
         raise DataError(f"data: a DiscreteFlowModel trains on integer token ids, got {dtype}")
@@ -57,7 +67,18 @@ def _check_data(flow: FlowModel | DiscreteFlowModel, dtype: torch.dtype) -> None
         )
 
 
-def _check_loss(flow: FlowModel | DiscreteFlowModel, loss: Any) -> None:
+def _check_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel, loss: Any) -> None:
+    if isinstance(flow, MixedFlowModel):
+        layout = (getattr(loss, "num_continuous", None), getattr(loss, "vocab_sizes", None))
+        if hasattr(loss, "path") or (
+            isinstance(loss, MixedFlowMatchingLoss)
+            and layout != (flow.num_continuous, flow.vocab_sizes)
+        ):
+            raise ValueError(
+                f"loss: {loss!r} does not fit the MixedFlowModel; use "
+                "MixedFlowMatchingLoss.for_model(model)"
+            )
+        return
     path, prediction = getattr(loss, "path", None), getattr(loss, "prediction", None)
     if path is not None and path != flow.path:
         raise ValueError(
@@ -72,7 +93,7 @@ def _check_loss(flow: FlowModel | DiscreteFlowModel, loss: Any) -> None:
 
 
 def train(
-    model: FlowModel | DiscreteFlowModel | nn.Module,
+    model: FlowModel | DiscreteFlowModel | MixedFlowModel | nn.Module,
     data: Any,
     *,
     steps: int,
@@ -90,7 +111,7 @@ def train(
     device: str = "auto",
     progress: bool = True,
     echo: Callable[[str], None] = print,
-) -> FlowModel | DiscreteFlowModel:
+) -> FlowModel | DiscreteFlowModel | MixedFlowModel:
     """Train a model on your data; return the EMA model, ready for ``fm.sample``.
 
     The loop is the one ``flowmatch train`` runs: AdamW with warmup and cosine decay,
@@ -101,7 +122,9 @@ def train(
 
     Args:
         model: a :class:`~flowmatch.flow.FlowModel`, a
-            :class:`~flowmatch.discrete.DiscreteFlowModel` (data: token ids), or a net (a
+            :class:`~flowmatch.discrete.DiscreteFlowModel` (data: token ids), a
+            :class:`~flowmatch.discrete.MixedFlowModel` (data: float rows, continuous
+            values then category codes), or a net (a
             velocity net on the linear path from N(0, I)); trained in place.
         data: the data x1: a tensor (N, *D) (with ``labels``), a map-style
             ``torch.utils.data.Dataset`` whose items are ``x`` or ``(x, label)``, a
@@ -146,7 +169,8 @@ def train(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    flow = model if isinstance(model, (FlowModel, DiscreteFlowModel)) else FlowModel(model)
+    known = (FlowModel, DiscreteFlowModel, MixedFlowModel)
+    flow = model if isinstance(model, known) else FlowModel(model)
     batches = as_batches(data, labels=labels, seed=seed)
     _check_data(flow, batches.dtype)
     if flow.shape is None:
