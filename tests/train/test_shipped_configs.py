@@ -22,7 +22,9 @@ def test_config_validates_and_its_data_loads(path):
     cfg = load_config(path)
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=path.parent)
     assert data.train.shape[0] > data.holdout.shape[0] > 0
-    if data.is_text:  # scored by samples of their own and the held-out ELBO
+    if data.is_mixed:  # samples are compared with all the held-out rows
+        assert data.holdout.shape[0] >= cfg.eval.num_samples and data.mixed.vocab_sizes
+    elif data.is_text:  # scored by samples of their own and the held-out ELBO
         assert data.text.vocab.size > 2 and data.train.shape[1] == data.text.length
     elif data.is_image:  # digits are scored with sets the size of the training split
         assert data.labels.shape[0] == data.train.shape[0] and data.num_classes == 10

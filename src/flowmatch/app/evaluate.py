@@ -47,6 +47,23 @@ def evaluate_run(
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
     model = load(run_dir)
+    if data.is_mixed:
+        from flowmatch.evaluation.tables import mixed_report
+
+        echo(f"evaluating {run_dir} on {data.name}: {draws} draws per NFE")
+        rows, floor = mixed_report(
+            model,
+            data,
+            run_dir,
+            seed=cfg.train.seed,
+            steps=steps,
+            num=num,
+            draws=draws,
+            sample_steps=cfg.sample.steps,
+            echo=echo,
+        )
+        echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'samples.csv'}")
+        return rows, floor
     if data.is_text:
         from flowmatch.evaluation.text import text_report
 

@@ -10,6 +10,7 @@ import torch
 
 from flowmatch.app.sample import point_shape
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
+from flowmatch.discrete.mixed_model import MixedFlowModel
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError
 from flowmatch.models.files import load
@@ -81,6 +82,11 @@ def likelihood_run(
 
     data_file = Path(data_file)
     model = load(run_dir)
+    if isinstance(model, MixedFlowModel):
+        raise ModelFileError(
+            f"{run_dir}: a table with categorical columns has no likelihood here (its "
+            "continuous and discrete parts have no joint density estimate yet)"
+        )
     if isinstance(model, DiscreteFlowModel):
         from flowmatch.app.text import likelihood_text
 

@@ -9,6 +9,7 @@ import torch
 
 from flowmatch.app.text import TextOptions, sample_text
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
+from flowmatch.discrete.mixed_model import MixedFlowModel
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError, SamplerError
 from flowmatch.flow import FlowModel, as_flow
@@ -143,6 +144,18 @@ def sample_run(
         )
     if text.given:
         raise SamplerError("--prefix, --infill, --temperature and --corrector are for text runs")
+    if isinstance(model, MixedFlowModel):
+        return _sample_mixed(
+            model,
+            out,
+            run_dir,
+            num=num,
+            steps=steps,
+            method=method,
+            interpolate=interpolate,
+            seed=seed,
+            echo=echo,
+        )
     if out.suffix not in (*TABLE_SUFFIXES, ".png"):
         raise DataError(f"{out}: expected a file ending in .npy, .csv or .png")
     shape = point_shape(model)
@@ -237,3 +250,33 @@ def _interpolants(
     ends = model.encode_data(table.data[:2].float()).float()
     x = interpolate(model, ends[0], ends[1], num=num, steps=steps, method=method)
     return x, f"interpolants between rows 1 and 2 of {data_file.name} ({method} decoding)"
+
+
+def _sample_mixed(
+    model: MixedFlowModel,
+    out: Path,
+    run_dir: str | Path,
+    *,
+    num: int,
+    steps: int | None,
+    method: str | None,
+    interpolate: str | Path | None,
+    seed: int,
+    echo: Callable[[str], None],
+) -> Path:
+    """A table with categorical columns: ``num`` rows in the data's units and category
+    strings, written to a ``.csv`` (one sampler: Euler steps with category jumps)."""
+    from flowmatch.data.mixed import save_mixed_table
+    from flowmatch.discrete.mixed_sampling import sample_mixed
+
+    if out.suffix != ".csv":
+        raise DataError(f"{out}: a table with categorical columns is written to a .csv file")
+    if method is not None or interpolate is not None:
+        flag = "--method" if method is not None else "--interpolate"
+        raise SamplerError(f"{flag}: a table with categorical columns has one sampler")
+    n = steps if steps is not None else run_defaults(run_dir).steps
+    x = sample_mixed(model, num, steps=n, generator=torch.Generator().manual_seed(seed))
+    dc = model.num_continuous
+    save_mixed_table(out, x[:, :dc], x[:, dc:], **model.layout)
+    echo(f"wrote {num} rows (NFE {n}) to {out}")
+    return out

@@ -19,6 +19,8 @@ from torch import nn
 
 from flowmatch.couplings import COUPLINGS, Coupling
 from flowmatch.discrete.loss import DiscreteFlowMatchingLoss
+from flowmatch.discrete.mixed_model import MixedFlowModel
+from flowmatch.discrete.mixed_sampling import MixedFlowMatchingLoss
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.path import MixturePath
 from flowmatch.errors import ConfigError, SamplerError
@@ -105,8 +107,18 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     """
     m = cfg.model
     two_times = cfg.objective.name == "meanflow"
-    if m.name == "mlp":
+    if m.name == "mlp" and data.is_mixed:
         arch: dict[str, Any] = {
+            "name": "mixed_mlp",
+            "num_continuous": data.mixed.continuous.shape[1],
+            "vocab_sizes": data.mixed.vocab_sizes,
+            "hidden": m.hidden,
+            "depth": m.depth,
+            "activation": m.activation,
+            "time_embed_dim": m.time_embed_dim,
+        }
+    elif m.name == "mlp":
+        arch = {
             "name": "mlp",
             "dim": data.dim,
             "hidden": m.hidden,
@@ -187,11 +199,40 @@ def build_mixture_path(cfg: RunConfig, data: RunData) -> MixturePath:
     )
 
 
+def _mixed_loss(cfg: RunConfig, data: RunData) -> MixedFlowMatchingLoss:
+    """A table with categorical columns: velocity on the linear path for the numbers, the
+    posterior of each masked category (one loss, :class:`MixedFlowMatchingLoss`)."""
+    rules = (
+        ("objective.name", cfg.objective.name == "flow_matching", "flow_matching"),
+        (
+            "objective.prediction",
+            getattr(cfg.objective, "prediction", None) == "velocity",
+            "velocity",
+        ),
+        ("path.schedule", cfg.path.schedule == "linear", "linear"),
+        ("coupling.name", cfg.coupling.name == "independent", "independent"),
+        ("time.sampler", cfg.time.sampler == "uniform", "uniform"),
+    )
+    for key, ok, wanted in rules:
+        if not ok:
+            raise ConfigError(
+                f"config: {key}: a table with categorical columns is trained with {key}="
+                f"{wanted} (one loss for numbers and categories)",
+                key=key,
+            )
+    table = data.mixed
+    return _make(
+        "objective", lambda: MixedFlowMatchingLoss(table.continuous.shape[1], table.vocab_sizes)
+    )
+
+
 def build_loss(cfg: RunConfig, data: RunData) -> Any:
     """The objective's loss (:data:`OBJECTIVES`) on the run's path, coupling and time
     sampler (label dropout for labelled data); a discrete run's
     :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` on its mixture path."""
     labelled = data.num_classes is not None
+    if data.is_mixed:
+        return _mixed_loss(cfg, data)
     if cfg.objective.name == "discrete":
         obj, path = cfg.objective, build_mixture_path(cfg, data)
         return _make(
@@ -227,6 +268,18 @@ def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
         info["class_names"] = data.class_names
     if data.columns is not None:
         info["columns"] = data.columns
+    if data.is_mixed:
+        table = data.mixed
+        return _make(
+            "model",
+            lambda: MixedFlowModel(
+                net,
+                num_continuous=table.continuous.shape[1],
+                vocab_sizes=table.vocab_sizes,
+                standardizer=data.standardizer,
+                info={**info, **table.layout},
+            ),
+        )
     if data.is_text:
         info.pop("coupling")
         return _make(
@@ -268,6 +321,8 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
     if isinstance(flow, DiscreteFlowModel):
         _check_discrete_sampling(cfg, flow)
         return
+    if isinstance(flow, MixedFlowModel):
+        return  # one sampler (Euler steps and category jumps): nothing to choose
     keys = {
         "sample": {"method": "sample.method", "steps": "sample.steps", "eta": "sample.eta"},
         "eval": {"method": "eval.methods", "steps": "eval.steps", "eta": "sample.eta"},

@@ -54,6 +54,12 @@ class RunData:
     holdout_labels: Tensor | None = None
     class_names: list[str] | None = None
     text: Any = None  # a flowmatch.data.text.TextData for token data
+    mixed: Any = None  # a flowmatch.data.mixed.MixedTable for a table with categorical columns
+
+    @property
+    def is_mixed(self) -> bool:
+        """Whether the rows are continuous values then categorical codes (as floats)."""
+        return self.mixed is not None
 
     @property
     def is_text(self) -> bool:
@@ -87,7 +93,7 @@ class RunData:
     @property
     def is_toy(self) -> bool:
         """Whether the data is a toy set, of which fresh true samples can be drawn."""
-        return self.standardizer is None and not self.is_image and not self.is_text
+        return self.standardizer is None and not (self.is_image or self.is_text or self.is_mixed)
 
     def reference(self) -> Tensor | Callable[[int, torch.Generator], Tensor]:
         """What samples are compared with: fresh true draws (toy set) or the held-out rows."""
@@ -124,19 +130,17 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         holdout = sample_toy(name, cfg.num_holdout, generator=seeds.generator(seed, "holdout"))
         return RunData(pool, holdout, source, None, name)
     path = _resolve(cfg.path, base_dir)
+    if path.suffix.lower() == ".csv":
+        mixed = _load_mixed(path, cfg, seed=seed)
+        if mixed is not None:
+            return mixed
     table = load_table(path)
-    n = table.data.shape[0]
-    n_holdout = min(cfg.num_holdout, n // 5)
-    if n_holdout < 2 or n - n_holdout < 2:
-        raise DataError(
-            f"{path}: expected at least 10 rows to hold out 20% for evaluation, got {n}"
-        )
+    train, hold = _split(table.data.shape[0], cfg, path, seed)
     if source is not None and table.data.shape[1] != 2:
         raise DataError(
             f"{path}: data.source {source!r} is 2-D but the table has {table.data.shape[1]} columns"
         )
-    perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
-    train_raw, holdout_raw = table.data[perm[n_holdout:]], table.data[perm[:n_holdout]]
+    train_raw, holdout_raw = table.data[train], table.data[hold]
     standardizer = Standardizer.fit(train_raw)
     return RunData(
         standardizer.transform(train_raw).float(),
@@ -145,6 +149,41 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         standardizer,
         path.name,
         table.columns,
+    )
+
+
+def _split(n: int, cfg: DataConfig, path: Path, seed: int) -> tuple[Tensor, Tensor]:
+    """Training and held-out row indices of a table of n rows (20% held out at most)."""
+    n_holdout = min(cfg.num_holdout, n // 5)
+    if n_holdout < 2 or n - n_holdout < 2:
+        raise DataError(
+            f"{path}: expected at least 10 rows to hold out 20% for evaluation, got {n}"
+        )
+    perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
+    return perm[n_holdout:], perm[:n_holdout]
+
+
+def _load_mixed(path: Path, cfg: DataConfig, *, seed: int) -> RunData | None:
+    """A CSV with categorical columns (declared in ``data.categorical``, or detected: a column
+    with a value that is not a number); None when every column is numeric."""
+    from flowmatch.data.mixed import load_mixed_table
+
+    table = load_mixed_table(path, categorical=cfg.categorical)
+    if not table.categorical_columns:
+        return None
+    if cfg.source is not None:
+        raise DataError(f"{path}: a table with categorical columns takes no data.source")
+    train, hold = _split(table.continuous.shape[0], cfg, path, seed)
+    dc = table.continuous.shape[1]
+    standardizer = Standardizer.fit(table.continuous[train]) if dc else None
+
+    def rows(idx: Tensor) -> Tensor:
+        cont = table.continuous[idx]
+        cont = standardizer.transform(cont).float() if standardizer is not None else cont
+        return torch.cat([cont, table.categorical[idx].float()], dim=1)
+
+    return RunData(
+        rows(train), rows(hold), None, standardizer, path.name, table.columns, mixed=table
     )
 
 

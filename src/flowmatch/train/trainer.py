@@ -206,6 +206,8 @@ class Trainer:
 
     def _periodic(self, step: int) -> None:
         ev, s = self.cfg.eval, self.cfg.sample
+        if self.data.is_mixed:
+            return  # evaluated at the end (flowmatch eval re-scores a checkpoint's model)
         if self.data.is_text:
             from flowmatch.evaluation.text import heldout_elbo
 
@@ -239,6 +241,12 @@ class Trainer:
             "draws": ev.draws,
             "echo": self.echo,
         }
+        if self.data.is_mixed:
+            from flowmatch.evaluation.tables import mixed_report
+
+            rows, floor = mixed_report(ema, self.data, self.out, sample_steps=s.steps, **common)
+            append_csv(self.out / "eval.csv", self.loop.step, rows)
+            return rows, floor
         if self.data.is_text:
             rows, floor = text_reports(
                 ema,

@@ -81,6 +81,10 @@ class DataConfig(_Section):
         chunk_length: chunks mode: characters per item.
         too_long: lines mode, items over max_length: error | truncate | drop.
         holdout_share: text: the share of items held out for evaluation, in (0, 1).
+        categorical: a CSV ``path``: its categorical columns, by name (the others must be
+            numbers); None: detected (a column holding a value that is not a number). A
+            table with categorical columns is learnt by one model: flow matching for the
+            numbers, discrete flow matching for the categories.
     """
 
     name: DataName | None = None
@@ -100,6 +104,7 @@ class DataConfig(_Section):
     chunk_length: PositiveInt = 64
     too_long: Literal["error", "truncate", "drop"] = "error"
     holdout_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    categorical: list[str] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -157,6 +162,10 @@ class DataConfig(_Section):
             )
         if self.is_text and (self.source is not None or self.pairs is not None):
             raise _FieldProblem("text", "text data take neither data.source nor data.pairs")
+        if self.categorical is not None and (
+            self.path is None or Path(self.path).suffix.lower() != ".csv"
+        ):
+            raise _FieldProblem("categorical", "data.categorical names columns of a .csv data.path")
         if self.labels is not None and self.images is None:
             raise _FieldProblem("labels", "data.labels is the IDX labels file of data.images")
         if self.is_image and self.source is not None:
