@@ -35,6 +35,8 @@ CORE = [
     "discrete/sampler.py",
     "discrete/elbo.py",
     "discrete/oracle.py",
+    "discrete/mixed_model.py",
+    "discrete/mixed_sampling.py",
 ]
 OUTER = (
     "flowmatch.train",
