@@ -32,8 +32,6 @@ from torch import Tensor, nn
 
 from flowmatch.discrete.categorical import categorical
 from flowmatch.models.transformer import SequenceTransformer
-from flowmatch.train.ema import EMA
-from flowmatch.train.loop import lr_lambda
 
 __all__ = [
     "AutoregressiveModel",
@@ -272,6 +270,9 @@ def train_autoregressive(
     _check_tokens(tokens, model.vocab_size)
     if tokens.shape[1] != model.length or tokens.shape[0] < 1:
         raise ValueError(f"tokens must have shape (N, {model.length}), got {tuple(tokens.shape)}")
+    from flowmatch.train.ema import EMA  # the training layer, loaded only to train
+    from flowmatch.train.loop import lr_lambda
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=float(lr), weight_decay=0.0)
