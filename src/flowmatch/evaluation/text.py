@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from flowmatch.atomic import atomic_path
+from flowmatch.discrete.baselines import tokens_per_sequence
 from flowmatch.discrete.elbo import elbo, nats_per_token
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.sampler import sample
@@ -41,13 +42,10 @@ __all__ = [
 
 def tokens_per_item(tokens: Tensor, pad_id: int | None) -> Tensor:
     """Tokens scored per item (N,): the characters up to and including the first pad (the
-    end token), or the whole row when it has no pad."""
-    length = tokens.shape[1]
+    end token), or the whole row when it has no pad (or the vocabulary none)."""
     if pad_id is None:
-        return torch.full((tokens.shape[0],), length, dtype=torch.long)
-    is_pad = tokens == pad_id
-    first = torch.where(is_pad.any(1), is_pad.to(torch.long).argmax(1) + 1, length)
-    return first.to(torch.long)
+        return torch.full((tokens.shape[0],), tokens.shape[1], dtype=torch.long)
+    return tokens_per_sequence(tokens, pad_id)
 
 
 def is_molecules(name: str) -> bool:
