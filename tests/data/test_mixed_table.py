@@ -38,8 +38,13 @@ def test_detection_keeps_order_kinds_and_sorted_categories(tmp_path):
     assert table.categorical_columns == ["color"] and table.vocab_sizes == [2]
 
 
-def test_one_non_number_makes_a_column_categorical(tmp_path):
-    table = load_mixed_table(write(tmp_path, "a,b\n1,2\n3,n/a\n4,5\n"))
+def test_a_column_of_numbers_with_one_word_is_an_error_naming_the_cell(tmp_path):
+    # Detected as categorical only when no cell is a number: a stray word in a column of
+    # numbers is a typo to report, not a reason to learn the column as categories.
+    path = write(tmp_path, "a,b\n1,2\n3,n/a\n4,5\n")
+    with pytest.raises(DataError, match=r"row 3, column 'b': expected a number, got 'n/a'"):
+        load_mixed_table(path)
+    table = load_mixed_table(path, categorical=["b"])
     assert table.kinds == ["continuous", "categorical"]
     assert table.categories == {"b": ["2", "5", "n/a"]}
     assert table.categorical[:, 0].tolist() == [0, 2, 1]

@@ -414,6 +414,7 @@ def test_full_yaml_round_trip(tmp_path: Path) -> None:
                 ("data", "pairs"),
                 ("data", "text"),
                 ("data", "corpus"),
+                ("data", "categorical"),
                 ("model", "name"),
             }:
                 assert value != base[key], f"{section}.{key} kept its default"
@@ -863,9 +864,17 @@ def test_variant_round_trip(tmp_path: Path, text: str) -> None:
             "path.schedule",
             "expected one of linear, cosine, polynomial, vp, ve, ddpm, got null",
         ),
-        (("model.name=5",), "model.name", "expected one of mlp, unet, transformer or a registered model name"),
+        (
+            ("model.name=5",),
+            "model.name",
+            "expected one of mlp, unet, transformer or a registered model name",
+        ),
         (("path=5",), "path", "expected a mapping (schedule: one of linear, cosine, polynomial"),
-        (("model=[1]",), "model", "expected a mapping (name: one of mlp, unet, transformer or a registered"),
+        (
+            ("model=[1]",),
+            "model",
+            "expected a mapping (name: one of mlp, unet, transformer or a registered",
+        ),
     ],
 )
 def test_unknown_tag(overrides: tuple[str, ...], key: str, message: str) -> None:

@@ -162,9 +162,10 @@ def load_mixed_table(path: str | Path, *, categorical: Sequence[str] | None = No
     Args:
         path: the CSV file.
         categorical: the names of the categorical columns (every other column must hold
-            finite numbers); None: detect them, a column being categorical when any of its
-            cells is not a number. A declared column may hold numbers (class 1, 2, 3):
-            its categories are then those strings.
+            finite numbers); None: detect them, a column being categorical when none of its
+            cells is a number (a column of numbers with a cell that is not is an error naming
+            that cell). A declared column may hold numbers (class 1, 2, 3): its categories
+            are then those strings.
 
     Returns:
         The :class:`MixedTable`; each categorical column's categories are its distinct
@@ -188,7 +189,9 @@ def load_mixed_table(path: str | Path, *, categorical: Sequence[str] | None = No
             if not cell:
                 raise DataError(f"{path}: row {line}, column {header[j]!r}: missing value")
     if categorical is None:
-        cat = {name for j, name in enumerate(header) if any(not _is_number(r[j]) for r in rows)}
+        # Categorical when no cell is a number: a column of numbers with a stray word is a
+        # typo to report (below), not a column of categories to learn.
+        cat = {name for j, name in enumerate(header) if not any(_is_number(r[j]) for r in rows)}
     else:
         cat = _declared(path, header, categorical)
     kinds = ["categorical" if name in cat else "continuous" for name in header]

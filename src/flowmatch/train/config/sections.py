@@ -82,7 +82,7 @@ class DataConfig(_Section):
         too_long: lines mode, items over max_length: error | truncate | drop.
         holdout_share: text: the share of items held out for evaluation, in (0, 1).
         categorical: a CSV ``path``: its categorical columns, by name (the others must be
-            numbers); None: detected (a column holding a value that is not a number). A
+            numbers); None: detected (a column none of whose values is a number). A
             table with categorical columns is learnt by one model: flow matching for the
             numbers, discrete flow matching for the categories.
     """
