@@ -18,6 +18,7 @@ import flowmatch as fm
 from flowmatch import discrete as fd
 from flowmatch.errors import DataError, ModelFileError
 from flowmatch.schedules import Cosine
+from flowmatch.train.api import default_loss
 
 F64 = torch.float64
 L, V = 4, 5
@@ -115,7 +116,7 @@ def test_a_killed_run_resumes_bit_identical(tmp_path):
     def run(out, crash=False, resume=False):
         torch.manual_seed(0)  # the same initial weights each time
         model = small_model("mask", schedule=Cosine())
-        loss = fm.train.api.default_loss(model)
+        loss = default_loss(model)
         return fm.train(
             model,
             toy_language(),
@@ -142,10 +143,10 @@ def test_a_killed_run_resumes_bit_identical(tmp_path):
 
 
 def test_the_default_loss_of_a_labelled_model_drops_labels():
-    loss = fm.train.api.default_loss(small_model(num_classes=3))
+    loss = default_loss(small_model(num_classes=3))
     assert isinstance(loss, fd.DiscreteFlowMatchingLoss)
     assert loss.kind == "ce" and loss.cond_dropout == 0.1 and loss.null_cond == 3
-    plain = fm.train.api.default_loss(small_model())
+    plain = default_loss(small_model())
     assert plain.cond_dropout == 0.0 and plain.null_cond is None
 
 

@@ -4,6 +4,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from test_text_runs import cli, one_line_error  # the shared CLI helpers of tests/train
 
 import flowmatch as fm
 from flowmatch.cli import main
@@ -15,19 +16,6 @@ TINY = [
     "--set", "train.checkpoint_every=100", "--set", "eval.steps=[2,8]",
     "--set", "eval.draws=2", "--set", "sample.steps=8", "--no-progress",
 ]  # fmt: skip
-
-
-def cli(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return exc.value.code, out.out, out.err
-
-
-def one_line_error(code, err, needle):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), err
-    assert needle in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ reads it back as a :class:`~flowmatch.discrete.DiscreteFlowModel`; nothing is un
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from torch import nn
 
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.path import MixturePath
-from flowmatch.errors import ModelFileError
 from flowmatch.models import registry
 
 __all__ = ["flow_from_spec", "save_discrete", "spec_of"]
@@ -46,15 +44,9 @@ def save_discrete(
     Raises:
         ModelFileError: an unregistered net or a value that is not JSON-serializable.
     """
-    from flowmatch.models.files import save_model
+    from flowmatch.models.files import save_flow
 
-    try:
-        spec = spec_of(model)
-        json.dumps(spec, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
-    ema_net = ema.net if isinstance(ema, DiscreteFlowModel) else ema
-    return save_model(directory, spec, model.net, ema_net)
+    return save_flow(directory, model, ema=ema)
 
 
 def flow_from_spec(spec: dict[str, Any]) -> DiscreteFlowModel:

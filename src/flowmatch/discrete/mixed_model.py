@@ -20,7 +20,6 @@ Time runs from t = 0 (noise, everything masked) to t = 1 (data).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,6 @@ from torch import Tensor, nn
 import flowmatch.models.mixed_mlp  # noqa: F401  (registers "mixed_mlp" for fm.load)
 from flowmatch.data.tabular import Standardizer
 from flowmatch.discrete.path import _check_kappa
-from flowmatch.errors import ModelFileError
 from flowmatch.paths import AffinePath
 from flowmatch.schedules import SCHEDULES, Linear, Schedule
 
@@ -290,15 +288,9 @@ def save_mixed(
     Raises:
         ModelFileError: an unregistered net or a value that is not JSON-serializable.
     """
-    from flowmatch.models.files import save_model
+    from flowmatch.models.files import save_flow
 
-    try:
-        spec = model.config()
-        json.dumps(spec, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
-    ema_net = ema.net if isinstance(ema, MixedFlowModel) else ema
-    return save_model(directory, spec, model.net, ema_net)
+    return save_flow(directory, model, ema=ema)
 
 
 def mixed_from_spec(spec: dict[str, Any]) -> MixedFlowModel:

@@ -107,14 +107,15 @@ def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) ->
     return directory
 
 
-def save_flow(directory: str | Path, flow: FlowModel, *, ema: nn.Module | None = None) -> Path:
+def save_flow(directory: str | Path, flow: Any, *, ema: nn.Module | None = None) -> Path:
     """Write a FlowModel's ``config.json``, ``model.safetensors`` and ``ema.safetensors``.
 
     Args:
         directory: the model directory (created; each file replaced atomically).
-        flow: the model; its net's weights go to ``model.safetensors``.
-        ema: a FlowModel or net with the averaged weights for ``ema.safetensors`` (what
-            :func:`load` reads by default); ``flow``'s when None.
+        flow: the model (a FlowModel, or any model with ``config()`` and ``net``: the
+            discrete and mixed-table models); its net's weights go to ``model.safetensors``.
+        ema: a model of the same class, or a net, with the averaged weights for
+            ``ema.safetensors`` (what :func:`load` reads by default); ``flow``'s when None.
 
     Raises:
         ModelFileError: the net is not a registered architecture, or an argument or info
@@ -125,7 +126,7 @@ def save_flow(directory: str | Path, flow: FlowModel, *, ema: nn.Module | None =
         json.dumps(spec, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
-    ema_net = ema.net if isinstance(ema, FlowModel) else ema
+    ema_net = ema.net if isinstance(ema, type(flow)) else ema
     return _write(Path(directory), spec, {"model": flow.net, "ema": ema_net or flow.net})
 
 
