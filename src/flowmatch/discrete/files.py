@@ -8,16 +8,13 @@ reads it back as a :class:`~flowmatch.discrete.DiscreteFlowModel`; nothing is un
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-from torch import nn
 
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.path import MixturePath
 from flowmatch.models import registry
 
-__all__ = ["flow_from_spec", "save_discrete", "spec_of"]
+__all__ = ["flow_from_spec", "spec_of"]
 
 INFO_KEYS = ("data", "class_names", "objective", "columns")
 
@@ -34,19 +31,6 @@ def spec_of(model: DiscreteFlowModel) -> dict[str, Any]:
         "num_classes": model.num_classes,
         "null_class": model.null_class,
     }
-
-
-def save_discrete(
-    directory: str | Path, model: DiscreteFlowModel, *, ema: nn.Module | None = None
-) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``ema.safetensors`` (atomically).
-
-    Raises:
-        ModelFileError: an unregistered net or a value that is not JSON-serializable.
-    """
-    from flowmatch.models.files import save_flow
-
-    return save_flow(directory, model, ema=ema)
 
 
 def flow_from_spec(spec: dict[str, Any]) -> DiscreteFlowModel:

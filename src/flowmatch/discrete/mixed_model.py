@@ -29,11 +29,11 @@ from torch import Tensor, nn
 
 import flowmatch.models.mixed_mlp  # noqa: F401  (registers "mixed_mlp" for fm.load)
 from flowmatch.data.tabular import Standardizer
-from flowmatch.discrete.path import _check_kappa
+from flowmatch.discrete.path import _check_kappa, kappa_from_dict, kappa_to_dict
 from flowmatch.paths import AffinePath
-from flowmatch.schedules import SCHEDULES, Linear, Schedule
+from flowmatch.schedules import Linear, Schedule
 
-__all__ = ["MixedFlowModel", "mixed_from_spec", "save_mixed"]
+__all__ = ["MixedFlowModel", "mixed_from_spec"]
 
 INFO_KEYS = ("data", "columns", "kinds", "categories", "objective")
 
@@ -252,22 +252,21 @@ class MixedFlowModel(nn.Module):
         """
         from flowmatch.models import registry
 
-        names = [name for name, c in SCHEDULES.items() if type(self.schedule) is c]
-        if not names:
-            raise ValueError(f"kappa schedule {self.schedule!r} has no name, so it cannot be saved")
         return {
             **self.info,
             "kind": "mixed",
             "arch": registry.architecture(self.net),
             "num_continuous": self.num_continuous,
             "vocab_sizes": list(self.vocab_sizes),
-            "kappa": {"schedule": names[0], **vars(self.schedule)},
+            "kappa": kappa_to_dict(self.schedule),
             "standardizer": None if self.standardizer is None else self.standardizer.to_dict(),
         }
 
     def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
         """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
-        return save_mixed(directory, self, ema=ema)
+        from flowmatch.models.files import save_flow
+
+        return save_flow(directory, self, ema=ema)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> MixedFlowModel:
@@ -280,19 +279,6 @@ class MixedFlowModel(nn.Module):
         return model
 
 
-def save_mixed(
-    directory: str | Path, model: MixedFlowModel, *, ema: nn.Module | None = None
-) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``ema.safetensors`` (atomically).
-
-    Raises:
-        ModelFileError: an unregistered net or a value that is not JSON-serializable.
-    """
-    from flowmatch.models.files import save_flow
-
-    return save_flow(directory, model, ema=ema)
-
-
 def mixed_from_spec(spec: dict[str, Any]) -> MixedFlowModel:
     """The model a ``"kind": "mixed"`` ``config.json`` describes (weights not loaded).
 
@@ -303,16 +289,12 @@ def mixed_from_spec(spec: dict[str, Any]) -> MixedFlowModel:
 
     if not isinstance(spec.get("arch"), dict):
         raise ValueError(f"arch must be a mapping, got {spec.get('arch')!r}")
-    kappa = dict(spec.get("kappa") or {"schedule": "linear"})
-    name = kappa.pop("schedule", "linear")
-    if name not in SCHEDULES:
-        raise ValueError(f"kappa.schedule must be one of {tuple(SCHEDULES)}, got {name!r}")
     std = spec.get("standardizer")
     return MixedFlowModel(
         build_model(spec["arch"]),
         num_continuous=spec["num_continuous"],
         vocab_sizes=spec["vocab_sizes"],
-        schedule=SCHEDULES[name](**kappa),
+        schedule=kappa_from_dict(spec.get("kappa")),
         standardizer=None if std is None else Standardizer.from_dict(std),
         info={k: spec[k] for k in INFO_KEYS if k in spec},
     )

@@ -174,9 +174,9 @@ class DiscreteFlowModel(nn.Module):
 
     def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
         """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
-        from flowmatch.discrete.files import save_discrete
+        from flowmatch.models.files import save_flow
 
-        return save_discrete(directory, self, ema=ema)
+        return save_flow(directory, self, ema=ema)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> DiscreteFlowModel:

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from flowmatch.schedules import SCHEDULES, Linear, Schedule
 
-__all__ = ["SOURCES", "MixturePath"]
+__all__ = ["SOURCES", "MixturePath", "jump_probability", "kappa_from_dict", "kappa_to_dict"]
 
 SOURCES = ("mask", "uniform")
 
@@ -209,14 +209,11 @@ class MixturePath:
     # ------------------------------------------------------------------------------ files
     def to_dict(self) -> dict[str, Any]:
         """A JSON description, read back by :meth:`from_dict`."""
-        names = [name for name, cls in SCHEDULES.items() if type(self.schedule) is cls]
-        if not names:
-            raise ValueError(f"kappa schedule {self.schedule!r} has no name, so it cannot be saved")
         source: Any = self.source if self.probs is None else self.probs.tolist()
         return {
             "vocab_size": self.vocab_size,
             "source": source,
-            "kappa": {"schedule": names[0], **vars(self.schedule)},
+            "kappa": kappa_to_dict(self.schedule),
         }
 
     @classmethod
@@ -228,22 +225,44 @@ class MixturePath:
         """
         if not isinstance(spec, dict):
             raise ValueError(f"a mixture path must be a mapping, got {type(spec).__name__}")
-        raw = spec.get("kappa") or {"schedule": "linear"}
-        if not isinstance(raw, dict):
-            raise ValueError(f"kappa must be a mapping with a 'schedule', got {raw!r}")
-        kappa = dict(raw)
-        name = kappa.pop("schedule", "linear")
-        if not isinstance(name, str) or name not in SCHEDULES:
-            raise ValueError(f"kappa.schedule must be one of {tuple(SCHEDULES)}, got {name!r}")
-        try:
-            schedule = SCHEDULES[name](**kappa)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"kappa: bad parameters for {name!r} ({err})") from None
+        schedule = kappa_from_dict(spec.get("kappa"))
         source = spec.get("source", "mask")
         if isinstance(source, list):
             source = torch.tensor(source, dtype=torch.float64)
         vocab_size = spec.get("vocab_size")
         return cls(vocab_size, source=source, schedule=schedule)  # type: ignore[arg-type]
+
+
+def kappa_to_dict(schedule: Schedule) -> dict[str, Any]:
+    """A kappa schedule as JSON, ``{"schedule": name, **parameters}`` (read back by
+    :func:`kappa_from_dict`).
+
+    Raises:
+        ValueError: a schedule that is not one of the named ones.
+    """
+    names = [name for name, cls in SCHEDULES.items() if type(schedule) is cls]
+    if not names:
+        raise ValueError(f"kappa schedule {schedule!r} has no name, so it cannot be saved")
+    return {"schedule": names[0], **vars(schedule)}
+
+
+def kappa_from_dict(raw: Any) -> Schedule:
+    """The schedule of a :func:`kappa_to_dict` description (None: linear).
+
+    Raises:
+        ValueError: not a mapping, an unknown schedule or bad parameters, naming kappa.
+    """
+    raw = raw or {"schedule": "linear"}
+    if not isinstance(raw, dict):
+        raise ValueError(f"kappa must be a mapping with a 'schedule', got {raw!r}")
+    kappa = dict(raw)
+    name = kappa.pop("schedule", "linear")
+    if not isinstance(name, str) or name not in SCHEDULES:
+        raise ValueError(f"kappa.schedule must be one of {tuple(SCHEDULES)}, got {name!r}")
+    try:
+        return SCHEDULES[name](**kappa)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"kappa: bad parameters for {name!r} ({err})") from None
 
 
 def jump_probability(path: MixturePath, t: Tensor, h: Tensor | float) -> Tensor:

@@ -11,6 +11,7 @@ __all__ = [
     "DEFAULT_TIME_FREQUENCY",
     "TWO_TIMES_TIME_FREQUENCY",
     "SinusoidalTimeEmbedding",
+    "add_class_embedding",
     "time_frequency",
 ]
 
@@ -65,3 +66,35 @@ class SinusoidalTimeEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         angles = t.to(self.freqs.dtype)[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def add_class_embedding(
+    c: Tensor, cond: Tensor | None, embed: nn.Embedding | None, num_classes: int | None, owner: str
+) -> Tensor:
+    """The conditioning vector ``c`` (B, E) plus the embedding of the labels ``cond`` (B,).
+
+    ``embed`` has K + 1 entries, the last (K) the null class that ``cond=None`` means
+    (classifier-free guidance); without ``embed`` (an unconditional net) ``c`` is returned.
+
+    Raises:
+        ValueError: labels given to an unconditional net (``owner`` names it), or labels of
+            the wrong shape, dtype or range.
+    """
+    batch = c.shape[0]
+    if embed is None:
+        if cond is not None:
+            raise ValueError(f"cond needs a class-conditional model ({owner}(..., num_classes=K))")
+        return c
+    assert num_classes is not None
+    if cond is None:
+        cond = torch.full((batch,), num_classes, dtype=torch.long, device=c.device)
+    if cond.shape != (batch,):
+        raise ValueError(f"cond must have shape ({batch},), got {tuple(cond.shape)}")
+    if cond.dtype.is_floating_point or cond.dtype.is_complex or cond.dtype == torch.bool:
+        raise ValueError(f"cond must hold integer class labels, got dtype {cond.dtype}")
+    if batch and (int(cond.min()) < 0 or int(cond.max()) > num_classes):
+        raise ValueError(
+            f"cond labels must be in [0, {num_classes}] ({num_classes} is the "
+            f"null class), got values in [{int(cond.min())}, {int(cond.max())}]"
+        )
+    return c + embed(cond.long())

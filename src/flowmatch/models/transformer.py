@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowmatch.models.embeddings import SinusoidalTimeEmbedding
+from flowmatch.models.embeddings import SinusoidalTimeEmbedding, add_class_embedding
 from flowmatch.models.embeddings import time_frequency as _frequency
 from flowmatch.models.registry import register
 
@@ -268,24 +268,9 @@ class SequenceTransformer(nn.Module):
             if t.shape != (batch,):
                 raise ValueError(f"t must have shape ({batch},) or be None, got {tuple(t.shape)}")
             c = self.time_mlp(self.time_embed(t).to(dtype))
-        if self.class_embed is None:
-            if cond is not None:
-                raise ValueError(
-                    "cond needs a class-conditional model (SequenceTransformer(..., num_classes=K))"
-                )
-            return c
-        if cond is None:
-            cond = torch.full((batch,), self.null_class, dtype=torch.long, device=x.device)
-        if cond.shape != (batch,):
-            raise ValueError(f"cond must have shape ({batch},), got {tuple(cond.shape)}")
-        if cond.dtype.is_floating_point or cond.dtype.is_complex or cond.dtype == torch.bool:
-            raise ValueError(f"cond must hold integer class labels, got dtype {cond.dtype}")
-        if batch and (int(cond.min()) < 0 or int(cond.max()) > self.num_classes):
-            raise ValueError(
-                f"cond labels must be in [0, {self.num_classes}] ({self.num_classes} is the "
-                f"null class), got values in [{int(cond.min())}, {int(cond.max())}]"
-            )
-        return c + self.class_embed(cond.long())
+        return add_class_embedding(
+            c, cond, self.class_embed, self.num_classes, "SequenceTransformer"
+        )
 
     def _attention_mask(self, mask: Tensor | None, batch: int, n: int) -> Tensor | None:
         """None (no padding), or a bool (B, 1, L, L) mask: True where a query may attend."""

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowmatch.models.embeddings import SinusoidalTimeEmbedding
+from flowmatch.models.embeddings import SinusoidalTimeEmbedding, add_class_embedding
 from flowmatch.models.embeddings import time_frequency as _frequency
 from flowmatch.models.registry import register
 
@@ -258,22 +258,7 @@ class UNet(nn.Module):
         elif t_end is not None:
             raise ValueError("t_end needs a two_times model (UNet(..., two_times=True))")
         emb = self.time_mlp(torch.cat(parts, dim=1).to(x.dtype))
-        if self.class_embed is None:
-            if cond is not None:
-                raise ValueError("cond needs a class-conditional model (UNet(..., num_classes=K))")
-            return emb
-        if cond is None:
-            cond = torch.full((batch,), self.null_class, dtype=torch.long, device=x.device)
-        if cond.shape != (batch,):
-            raise ValueError(f"cond must have shape ({batch},), got {tuple(cond.shape)}")
-        if cond.dtype.is_floating_point or cond.dtype.is_complex or cond.dtype == torch.bool:
-            raise ValueError(f"cond must hold integer class labels, got dtype {cond.dtype}")
-        if batch and (int(cond.min()) < 0 or int(cond.max()) > self.num_classes):
-            raise ValueError(
-                f"cond labels must be in [0, {self.num_classes}] ({self.num_classes} is the "
-                f"null class), got values in [{int(cond.min())}, {int(cond.max())}]"
-            )
-        return emb + self.class_embed(cond.long())
+        return add_class_embedding(emb, cond, self.class_embed, self.num_classes, "UNet")
 
     def forward(
         self,
