@@ -12,6 +12,8 @@ does not load it. Its modules:
 - :mod:`flowmatch.viz.curves`: :func:`quality_vs_nfe` (a metric against the NFE).
 - :mod:`flowmatch.viz.images`: :func:`image_grid`, :func:`trajectory_strip` and
   :data:`GRID_PADDING` (image PNGs, pixel for pixel).
+- :mod:`flowmatch.viz.maps`: :func:`world_map` and :func:`globe` (points on the sphere),
+  :func:`ramachandran` (angles on the torus) and :func:`rotations` (axis-angle views of SO(3)).
 - :mod:`flowmatch.viz._common`: private helpers (input checks, atomic targets, figures).
 
 Every public name is re-exported here, so ``from flowmatch import viz; viz.scatter(...)`` works.
@@ -33,16 +35,21 @@ from __future__ import annotations
 
 from flowmatch.viz.curves import quality_vs_nfe
 from flowmatch.viz.images import GRID_PADDING, image_grid, trajectory_strip
+from flowmatch.viz.maps import globe, ramachandran, rotations, world_map
 from flowmatch.viz.points import scatter
 from flowmatch.viz.trajectories import save_gif, trajectories, trajectory_grid
 
 __all__ = [
     "GRID_PADDING",
+    "globe",
     "image_grid",
     "quality_vs_nfe",
+    "ramachandran",
+    "rotations",
     "save_gif",
     "scatter",
     "trajectories",
     "trajectory_grid",
     "trajectory_strip",
+    "world_map",
 ]
