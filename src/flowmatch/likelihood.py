@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.flow import FlowModel, as_flow
+from flowmatch.manifolds.model import ManifoldFlowModel
 from flowmatch.paths import AffinePath
 from flowmatch.solvers import solve_ode
 from flowmatch.sources import standard_normal_log_prob
@@ -134,7 +135,9 @@ def log_likelihood(
     Args:
         model: a trained model (a :class:`~flowmatch.flow.FlowModel`: its path, prediction
             and source are honoured; a plain net is a velocity on the linear path) or a
-            velocity callable ``v(x, t)``.
+            velocity callable ``v(x, t)``. A :class:`~flowmatch.manifolds.ManifoldFlowModel`
+            is scored on its manifold, w.r.t. the Riemannian volume (Riemannian divergence,
+            tangent probes; see :func:`~flowmatch.manifolds.manifold_log_likelihood`).
         x1: data, shape (B, *D); flattened for the divergence.
         path: the model's path when it does not carry one.
         method: ``exact`` (trace of the Jacobian: D backward passes per evaluation) or
@@ -160,6 +163,24 @@ def log_likelihood(
     Raises:
         ValueError: a bad method, probe kind or number of probes, or non-finite data.
     """
+    if isinstance(model, ManifoldFlowModel):
+        from flowmatch.manifolds.likelihood import manifold_log_likelihood
+
+        res = manifold_log_likelihood(
+            model.manifold,
+            model.velocity_field(cond),
+            x1,
+            base_log_prob=source_log_prob,
+            method=method,
+            solver=solver,
+            steps=steps,
+            atol=atol,
+            rtol=rtol,
+            num_probes=num_probes,
+            probe=probe,
+            generator=generator,
+        )
+        return res if return_result else res.log_prob
     if method not in ("exact", "hutchinson"):
         raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
     if probe not in ("rademacher", "gaussian"):

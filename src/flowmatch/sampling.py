@@ -18,6 +18,7 @@ import flowmatch.meanflow  # noqa: F401  (registers the average-velocity sampler
 from flowmatch.diffusion import DIFFUSION_METHODS
 from flowmatch.flow import FlowModel, as_flow
 from flowmatch.interpolation import interpolate, slerp
+from flowmatch.manifolds.model import ManifoldFlowModel
 from flowmatch.paths import AffinePath, BrownianBridgePath
 from flowmatch.sde import NoiseScale
 from flowmatch.solvers import METHODS, ODESolution, get_sampler, run_sampler, solve_ode
@@ -141,6 +142,10 @@ def sample(
 ) -> Tensor:
     """Generate data by integrating the model's flow from noise x0 (t=0) to data (t=1).
 
+    A :class:`~flowmatch.manifolds.ManifoldFlowModel` is integrated on its manifold with
+    exp-map Runge-Kutta steps (euler, midpoint, heun, rk4; see
+    :func:`~flowmatch.manifolds.solve_manifold_ode`), from base points x0 on the manifold.
+
     A MeanFlow model (one that takes two times, ``model.two_times``) is sampled with its
     average velocity instead: ``steps`` jumps x_{k+1} = x_k + h u(x_k, t_k, t_{k+1}), one
     evaluation each, whatever ``method`` says (see :func:`flowmatch.meanflow.sample_average`);
@@ -224,6 +229,11 @@ def generate(
     Returns:
         :class:`~flowmatch.solvers.ODESolution` (x at t=1, exact NFE, optional trajectory).
     """
+    if isinstance(model, ManifoldFlowModel):
+        model.check_guidance(guidance, cond)
+        return model.integrate(
+            x0, steps=steps, method=method, cond=cond, return_trajectory=return_trajectory
+        )
     flow = as_flow(model, path=path, prediction=prediction)
     name = flow.sampler_name(method, average)
     average = name == "average"
@@ -319,7 +329,8 @@ def encode(
     """Map data x1 back to noise by integrating the model's flow from t=1 to t=0.
 
     The inverse of :func:`sample` up to solver error (use dopri5 with small tolerances, the
-    default, for an accurate inversion).
+    default, for an accurate inversion). A manifold model is integrated on its manifold
+    (dopri5 in ambient coordinates, projected; or an exp-map method with ``steps``).
 
     Args:
         model: a trained model.
@@ -329,6 +340,10 @@ def encode(
     Returns:
         The noise at t=0, shape (B, *D).
     """
+    if isinstance(model, ManifoldFlowModel):
+        return model.integrate(
+            x1, steps=steps, method=method, t0=1.0, t1=0.0, cond=cond, atol=atol, rtol=rtol
+        ).x
     velocity = as_flow(model, path=path, prediction=prediction).velocity_field(cond)
     return solve_ode(
         velocity, x1, steps=steps, method=method, t0=1.0, t1=0.0, atol=atol, rtol=rtol

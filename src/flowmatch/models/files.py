@@ -170,6 +170,7 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     required = {
         "discrete": ("arch", "path", "length"),
         "mixed": ("arch", "num_continuous", "vocab_sizes"),
+        "manifold": ("arch", "manifold"),
     }.get(kind if isinstance(kind, str) else "", _REQUIRED)
     for key in required:
         if key not in spec:
@@ -219,7 +220,8 @@ def load(
 
     Returns a :class:`~flowmatch.flow.FlowModel` (a
     :class:`~flowmatch.discrete.DiscreteFlowModel` for a discrete model, a
-    :class:`~flowmatch.discrete.MixedFlowModel` for a mixed table model) in eval mode
+    :class:`~flowmatch.discrete.MixedFlowModel` for a mixed table model, a
+    :class:`~flowmatch.manifolds.ManifoldFlowModel` for a manifold model) in eval mode
     carrying its path, prediction kind, source, labels and data transform, so
     ``fm.sample(fm.load(run), x0, steps=8)``
     needs nothing else. No file is unpickled: weights are safetensors, the config JSON. A net
@@ -251,6 +253,10 @@ def load(
             from flowmatch.discrete.mixed_model import mixed_from_spec
 
             flow = mixed_from_spec(spec)
+        elif spec.get("kind") == "manifold":
+            from flowmatch.manifolds.files import flow_from_spec as manifold_flow
+
+            flow = manifold_flow(spec)
         else:
             flow = _flow_from_spec(spec, build_model(spec["arch"]))
     except (TypeError, ValueError, KeyError) as err:

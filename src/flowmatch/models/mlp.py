@@ -24,10 +24,10 @@ class MLP(nn.Module):
     """An MLP taking (x_t, t) to a prediction of the shape of x_t.
 
     The input is [x_t, embedding(t)]; ``depth`` hidden layers of width ``hidden`` with the
-    chosen activation; a linear output layer of size ``dim``.
+    chosen activation; a linear output layer of size ``out_dim`` (``dim`` by default).
 
     Args:
-        dim: data dimension D.
+        dim: data dimension D (the input's size).
         hidden: width of the hidden layers.
         depth: number of hidden layers, >= 1.
         activation: silu, gelu, relu or tanh.
@@ -35,12 +35,15 @@ class MLP(nn.Module):
         time_frequency: highest angular frequency of that embedding (rad per unit time);
             None: 1000, or 10 for a two-time model (MeanFlow's loss differentiates the
             network in time, which high frequencies blow up).
+        out_dim: the output's size; None: ``dim``. A manifold model feeds the net features
+            of its points (e.g. cos and sin of torus angles, 2d numbers) and reads an ambient
+            vector of another size (d angles).
         two_times: also embed the length ``t_end - t`` of an averaging interval (MeanFlow
             models: ``model(x, t, t_end=e)`` is the average velocity from time t, where x is,
             to time e; ``t_end=None`` means e = t, the instantaneous velocity).
 
     Shapes:
-        x (B, D), t (B,) [, t_end (B,)] -> (B, D).
+        x (B, D), t (B,) [, t_end (B,)] -> (B, out_dim).
 
     Example:
         >>> model = MLP(dim=2, hidden=256, depth=3)
@@ -58,9 +61,16 @@ class MLP(nn.Module):
         time_embed_dim: int = 64,
         time_frequency: float | None = None,
         two_times: bool = False,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("dim", dim), ("hidden", hidden), ("depth", depth)):
+        out_dim = dim if out_dim is None else out_dim
+        for name, value in (
+            ("dim", dim),
+            ("hidden", hidden),
+            ("depth", depth),
+            ("out_dim", out_dim),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if activation not in ACTIVATIONS:
@@ -74,7 +84,7 @@ class MLP(nn.Module):
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
             width = hidden
-        layers.append(nn.Linear(width, dim))
+        layers.append(nn.Linear(width, out_dim))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, t: Tensor, *, t_end: Tensor | None = None) -> Tensor:
