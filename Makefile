@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: install test demo lint format clean
+.PHONY: install test demo lint format clean biopython-doc
 
 # torch is installed first, pinned, so that `torch>=...` in pyproject is already satisfied
 # and pip never pulls the CUDA build.
@@ -16,7 +16,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) biopython-doc
+
+# Biopython's test structures (the protein sets of flowmatch.data.manifold_sets) come from the
+# Debian package python-biopython-doc: installed where apt-get is available and we are root.
+BIOPYTHON_DOC := /usr/share/doc/python-biopython-doc/Tests/PDB
+biopython-doc:
+	@if [ ! -d $(BIOPYTHON_DOC) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			python-biopython-doc; } >/dev/null 2>&1 || echo "note: apt-get could not install" \
+			"python-biopython-doc; the protein data sets and their tests will be skipped"; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
