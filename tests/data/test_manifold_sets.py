@@ -256,8 +256,9 @@ def test_registry_and_unknown_name() -> None:
         "quakes": "sphere",
         "backbone": "torus",
         "frames": "so3",
+        "residues": "torus_so3",
     }
-    with pytest.raises(ValueError, match="airports, backbone, frames, quakes"):
+    with pytest.raises(ValueError, match="airports, backbone, frames, quakes, residues"):
         load_manifold_set("moons")
 
 
@@ -387,3 +388,23 @@ def test_csv_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         write_manifold_csv(path, torch.zeros(4, 1), manifold="torus", columns=["a"])
     assert path.read_text() == "a\n1\n"
     assert [p.name for p in tmp_path.iterdir()] == ["angles.csv"]
+
+
+def test_residues_pair_each_residues_angles_with_its_frame() -> None:
+    """Every residue with both dihedrals and N/CA/C atoms: its (phi, psi) are rows of the
+    backbone angles and its frame a rotation (orthonormal to 1e-5: float32 Gram-Schmidt)."""
+    pytest.importorskip("Bio")
+    try:
+        kind, res = load_manifold_set("residues")
+    except DataError as err:
+        pytest.skip(str(err))
+    assert kind == "torus_so3" and res.shape[1] == 11 and res.shape[0] > 1000
+    angles = load_manifold_set("backbone")[1]
+    assert res.shape[0] <= angles.shape[0]
+    assert ((res[:, :2] >= -math.pi) & (res[:, :2] < math.pi)).all()
+    frames = res[:, 2:].reshape(-1, 3, 3).double()
+    eye = torch.eye(3, dtype=torch.float64)
+    assert (frames.transpose(1, 2) @ frames - eye).abs().max() < 1e-5
+    assert (torch.linalg.det(frames) - 1).abs().max() < 1e-5
+    # the first residue's angles are among the backbone set's (same files, same order)
+    assert (angles - res[0, :2]).abs().sum(1).min() < 1e-6

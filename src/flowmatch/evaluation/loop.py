@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.flow import as_flow
+from flowmatch.manifolds.model import ManifoldFlowModel
 from flowmatch.sampling import generate
 
 __all__ = ["Metric", "evaluate_model", "mean_std"]
@@ -89,7 +90,7 @@ def evaluate_model(
     Returns:
         One row per (method, steps), with the exact NFE.
     """
-    flow = as_flow(model)
+    flow = model if isinstance(model, ManifoldFlowModel) else as_flow(model)
     device = next(flow.parameters()).device
     labels = cond.to(device) if cond is not None else None
     guide = guidance if labels is not None else None

@@ -104,6 +104,10 @@ class ManifoldFlowModel(nn.Module):
         if guidance is not None:
             raise SamplerError("guidance is not supported for manifold models", option="guidance")
 
+    def sampler_name(self, method: str, average: bool | None = None) -> str:
+        """The sampler that runs for ``method``: that method (no average-velocity jumps)."""
+        return method
+
     def check_sampler(self, method: str, steps: Any = None, **_: Any) -> None:
         """Check a sampler name and step counts (see :data:`MANIFOLD_METHODS`).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-__all__ = ["w2"]
+__all__ = ["w2", "w2_from_cost"]
 
 
 def _as_points(x: Tensor | np.ndarray, name: str) -> np.ndarray:
@@ -44,8 +44,19 @@ def w2(a: Tensor | np.ndarray, b: Tensor | np.ndarray, *, max_iter: int = 10_000
         raise ValueError(
             f"a and b must have the same dimension, got {pa.shape[1]} and {pb.shape[1]}"
         )
-    cost = ot.dist(pa, pb, metric="sqeuclidean")
-    wa = np.full(pa.shape[0], 1.0 / pa.shape[0])
-    wb = np.full(pb.shape[0], 1.0 / pb.shape[0])
-    value = float(ot.emd2(wa, wb, cost, numItermax=max_iter))
+    return w2_from_cost(ot.dist(pa, pb, metric="sqeuclidean"), max_iter=max_iter)
+
+
+def w2_from_cost(cost: np.ndarray, *, max_iter: int = 10_000_000) -> float:
+    """sqrt of the optimal transport cost between two uniform empirical distributions, given
+    the (N, M) matrix of squared distances between their points (network simplex, exact).
+    :func:`w2` with the squared Euclidean cost; a geodesic W2 with squared geodesic distances
+    (:mod:`flowmatch.evaluation.manifolds`)."""
+    import ot
+
+    wa = np.full(cost.shape[0], 1.0 / cost.shape[0])
+    wb = np.full(cost.shape[1], 1.0 / cost.shape[1])
+    value = float(
+        ot.emd2(wa, wb, np.ascontiguousarray(cost, dtype=np.float64), numItermax=max_iter)
+    )
     return float(np.sqrt(max(value, 0.0)))

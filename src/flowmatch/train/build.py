@@ -20,18 +20,27 @@ from torch import nn
 from flowmatch.couplings import COUPLINGS, Coupling
 from flowmatch.discrete.loss import DiscreteFlowMatchingLoss
 from flowmatch.discrete.mixed_model import MixedFlowModel
-from flowmatch.discrete.mixed_sampling import MixedFlowMatchingLoss
 from flowmatch.discrete.model import DiscreteFlowModel
-from flowmatch.discrete.path import MixturePath
 from flowmatch.errors import ConfigError, SamplerError
 from flowmatch.flow import FlowModel
 from flowmatch.loss import FlowMatchingLoss
+from flowmatch.manifolds.model import ManifoldFlowModel
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.models import registry
 from flowmatch.models.embeddings import time_frequency
 from flowmatch.paths import AffinePath
 from flowmatch.schedules import SCHEDULES
 from flowmatch.time import TIME_SAMPLERS, Discrete, TimeSampler
+from flowmatch.train.build_kinds import (
+    build_mixture_path,
+    check_discrete_sampling,
+    check_manifold_sampling,
+    make,
+    manifold_arch,
+    manifold_flow,
+    manifold_loss,
+    mixed_loss,
+)
 from flowmatch.train.config import RunConfig, config_to_dict
 from flowmatch.train.data import RunData
 from flowmatch.train.loop import LoopSettings, OptimSettings
@@ -41,6 +50,7 @@ __all__ = [
     "build_coupling",
     "build_flow",
     "build_loss",
+    "build_mixture_path",
     "build_net",
     "build_path",
     "build_time_sampler",
@@ -52,51 +62,25 @@ __all__ = [
 
 T = TypeVar("T")
 
-# The config key of each parameter an object names first in its error message.
-_KEYS = {
-    "path": "path.schedule",
-    "coupling": "coupling.name",
-    "prediction": "objective.prediction",
-    "time_sampler": "time.sampler",
-    "cond_dropout": "objective.cond_dropout",
-}
-
-
-def _config_error(key: str, err: Exception) -> ConfigError:
-    text = " ".join(str(err).split())
-    head, sep, rest = text.partition(": ")
-    if sep and head in _KEYS:
-        key, text = _KEYS[head], rest
-    return ConfigError(f"config: {key}: {text}", key=key)
-
-
-def _make(key: str, fn: Callable[[], T]) -> T:
-    """Build an object; its ValueError becomes a ConfigError naming ``key`` (or the key of
-    the parameter its message starts with)."""
-    try:
-        return fn()
-    except ValueError as err:
-        raise _config_error(key, err) from None
-
 
 def build_path(cfg: RunConfig) -> AffinePath:
     """The affine path of ``path`` (``schedule`` and its parameters)."""
     p = cfg.path
-    return _make("path", lambda: AffinePath(SCHEDULES[p.schedule](**p.params())))
+    return make("path", lambda: AffinePath(SCHEDULES[p.schedule](**p.params())))
 
 
 def build_coupling(cfg: RunConfig) -> Coupling:
     """The coupling of ``coupling`` (``name`` and its parameters)."""
     c = cfg.coupling
-    return _make("coupling", lambda: COUPLINGS[c.name](**c.params()))
+    return make("coupling", lambda: COUPLINGS[c.name](**c.params()))
 
 
 def build_time_sampler(cfg: RunConfig) -> TimeSampler:
     """The time sampler of ``time``; ``discrete`` draws the ``ddpm`` path's timesteps."""
     t = cfg.time
     if t.sampler == "discrete":
-        return _make("time", lambda: Discrete(cfg.path.timesteps))
-    return _make("time", lambda: TIME_SAMPLERS[t.sampler](**t.params()))
+        return make("time", lambda: Discrete(cfg.path.timesteps))
+    return make("time", lambda: TIME_SAMPLERS[t.sampler](**t.params()))
 
 
 def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
@@ -107,6 +91,8 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     """
     m = cfg.model
     two_times = cfg.objective.name == "meanflow"
+    if data.is_manifold:
+        return manifold_arch(cfg, data)
     if m.name == "mlp" and data.is_mixed:
         arch: dict[str, Any] = {
             "name": "mixed_mlp",
@@ -162,7 +148,7 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
 def build_net(cfg: RunConfig, data: RunData) -> nn.Module:
     """A freshly initialized network (seed torch first for reproducible weights)."""
     arch = net_arch(cfg, data)
-    return _make("model", lambda: registry.build(arch))
+    return make("model", lambda: registry.build(arch))
 
 
 def _flow_matching(cfg: RunConfig, path: AffinePath, common: dict[str, Any]) -> FlowMatchingLoss:
@@ -189,53 +175,18 @@ OBJECTIVES: dict[str, Callable[..., FlowMatchingLoss | MeanFlowLoss]] = {
 the coupling, time sampler and label dropout every loss takes."""
 
 
-def build_mixture_path(cfg: RunConfig, data: RunData) -> MixturePath:
-    """The mixture path of a discrete run: the data's vocabulary, ``objective.source`` and
-    ``objective.kappa``."""
-    obj = cfg.objective
-    kappa = SCHEDULES[obj.kappa](n=obj.n) if obj.kappa == "polynomial" else SCHEDULES[obj.kappa]()
-    return _make(
-        "objective", lambda: MixturePath(data.text.vocab.size, source=obj.source, schedule=kappa)
-    )
-
-
-def _mixed_loss(cfg: RunConfig, data: RunData) -> MixedFlowMatchingLoss:
-    """A table with categorical columns: velocity on the linear path for the numbers, the
-    posterior of each masked category (one loss, :class:`MixedFlowMatchingLoss`)."""
-    rules = (
-        ("objective.name", cfg.objective.name == "flow_matching", "flow_matching"),
-        (
-            "objective.prediction",
-            getattr(cfg.objective, "prediction", None) == "velocity",
-            "velocity",
-        ),
-        ("path.schedule", cfg.path.schedule == "linear", "linear"),
-        ("coupling.name", cfg.coupling.name == "independent", "independent"),
-        ("time.sampler", cfg.time.sampler == "uniform", "uniform"),
-    )
-    for key, ok, wanted in rules:
-        if not ok:
-            raise ConfigError(
-                f"config: {key}: a table with categorical columns is trained with {key}="
-                f"{wanted} (one loss for numbers and categories)",
-                key=key,
-            )
-    table = data.mixed
-    return _make(
-        "objective", lambda: MixedFlowMatchingLoss(table.continuous.shape[1], table.vocab_sizes)
-    )
-
-
 def build_loss(cfg: RunConfig, data: RunData) -> Any:
     """The objective's loss (:data:`OBJECTIVES`) on the run's path, coupling and time
     sampler (label dropout for labelled data); a discrete run's
     :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` on its mixture path."""
     labelled = data.num_classes is not None
     if data.is_mixed:
-        return _mixed_loss(cfg, data)
+        return mixed_loss(cfg, data)
+    if data.is_manifold:
+        return manifold_loss(cfg, data, build_time_sampler(cfg))
     if cfg.objective.name == "discrete":
         obj, path = cfg.objective, build_mixture_path(cfg, data)
-        return _make(
+        return make(
             "objective",
             lambda: DiscreteFlowMatchingLoss(
                 path,
@@ -251,7 +202,7 @@ def build_loss(cfg: RunConfig, data: RunData) -> Any:
         "null_cond": data.num_classes,
     }
     path = build_path(cfg)
-    return _make("objective", lambda: OBJECTIVES[cfg.objective.name](cfg, path, common))
+    return make("objective", lambda: OBJECTIVES[cfg.objective.name](cfg, path, common))
 
 
 def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
@@ -270,7 +221,7 @@ def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
         info["columns"] = data.columns
     if data.is_mixed:
         table = data.mixed
-        return _make(
+        return make(
             "model",
             lambda: MixedFlowModel(
                 net,
@@ -280,9 +231,11 @@ def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
                 info={**info, **table.layout},
             ),
         )
+    if data.is_manifold:
+        return make("model", lambda: manifold_flow(data, loss, net, info))
     if data.is_text:
         info.pop("coupling")
-        return _make(
+        return make(
             "model",
             lambda: DiscreteFlowModel(
                 net,
@@ -293,7 +246,7 @@ def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
                 info=info,
             ),
         )
-    return _make(
+    return make(
         "model",
         lambda: FlowModel(
             net,
@@ -319,7 +272,10 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
     """
     s, ev = cfg.sample, cfg.eval
     if isinstance(flow, DiscreteFlowModel):
-        _check_discrete_sampling(cfg, flow)
+        check_discrete_sampling(cfg, flow)
+        return
+    if isinstance(flow, ManifoldFlowModel):
+        check_manifold_sampling(cfg, flow)
         return
     if isinstance(flow, MixedFlowModel):
         return  # one sampler (Euler steps and category jumps): nothing to choose
@@ -340,23 +296,6 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
         import torch
 
         flow.check_guidance(s.guidance, torch.tensor(labels) if labels else None)
-    except SamplerError as err:
-        raise ConfigError(f"config: sample.guidance: {err}", key="sample.guidance") from None
-
-
-def _check_discrete_sampling(cfg: RunConfig, flow: DiscreteFlowModel) -> None:
-    import torch
-
-    s = cfg.sample
-    if s.corrector > 0 and flow.path.mask_id is None:
-        raise ConfigError(
-            "config: sample.corrector: the corrector needs objective.source=mask, got "
-            f"{flow.path.source!r}",
-            key="sample.corrector",
-        )
-    labels = None if flow.num_classes is None else torch.tensor([0])
-    try:
-        flow.check_guidance(s.guidance, labels)
     except SamplerError as err:
         raise ConfigError(f"config: sample.guidance: {err}", key="sample.guidance") from None
 

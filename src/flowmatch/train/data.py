@@ -55,6 +55,13 @@ class RunData:
     class_names: list[str] | None = None
     text: Any = None  # a flowmatch.data.text.TextData for token data
     mixed: Any = None  # a flowmatch.data.mixed.MixedTable for a table with categorical columns
+    manifold: Any = None  # a flowmatch.manifolds.Manifold the points live on
+    units: str | None = None  # degrees | radians: the angles of a manifold CSV
+
+    @property
+    def is_manifold(self) -> bool:
+        """Whether the points live on a manifold (flat coordinates, see fm.manifolds)."""
+        return self.manifold is not None
 
     @property
     def is_mixed(self) -> bool:
@@ -93,7 +100,9 @@ class RunData:
     @property
     def is_toy(self) -> bool:
         """Whether the data is a toy set, of which fresh true samples can be drawn."""
-        return self.standardizer is None and not (self.is_image or self.is_text or self.is_mixed)
+        return self.standardizer is None and not (
+            self.is_image or self.is_text or self.is_mixed or self.is_manifold
+        )
 
     def reference(self) -> Tensor | Callable[[int, torch.Generator], Tensor]:
         """What samples are compared with: fresh true draws (toy set) or the held-out rows."""
@@ -124,6 +133,8 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
         return _load_text(cfg, seed=seed, base_dir=base_dir)
     if cfg.is_image:
         return _load_images(cfg, seed=seed, base_dir=base_dir)
+    if cfg.is_manifold:
+        return _load_manifold(cfg, seed=seed, base_dir=base_dir)
     if cfg.path is None:
         name = cfg.name or "checkerboard"
         pool = sample_toy(name, cfg.num_train, generator=seeds.generator(seed, "pool"))
@@ -259,6 +270,49 @@ def _load_text(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
             f"{text.name}: expected at least 2 held-out items, got {text.test.shape[0]}"
         )
     return RunData(text.train, text.test, None, None, text.name, text=text)
+
+
+def _load_manifold(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
+    """A manifold set by name, or a CSV of points on ``data.manifold``, split by a seeded
+    permutation (``holdout_share`` held out); points in the manifold's flat coordinates."""
+    from flowmatch.data.manifold_sets import load_manifold_set, read_manifold_csv
+
+    columns, units = None, None
+    if cfg.manifold is None:
+        assert cfg.name is not None
+        kind, points = load_manifold_set(cfg.name)
+        name = cfg.name
+    else:
+        assert cfg.path is not None and cfg.columns is not None
+        path = _resolve(cfg.path, base_dir)
+        kind, columns, units, name = cfg.manifold, list(cfg.columns), cfg.units, path.name
+        points = read_manifold_csv(path, manifold=kind, columns=columns, units=units)
+    manifold = manifold_of(kind, points)
+    points = points.reshape(points.shape[0], -1).float()
+    n = points.shape[0]
+    n_holdout = round(cfg.holdout_share * n)
+    if n_holdout < 2 or n - n_holdout < 2:
+        raise DataError(f"{name}: expected at least 2 training and 2 held-out points, got {n}")
+    perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
+    train, hold = points[perm[n_holdout:]], points[perm[:n_holdout]]
+    return RunData(train, hold, None, None, name, columns, manifold=manifold, units=units)
+
+
+def manifold_of(kind: str, points: Tensor) -> Any:
+    """The manifold of a data set's points: sphere S^2 for unit vectors (N, 3), the torus of
+    as many angles as columns, SO(3) for (N, 3, 3) matrices, torus x SO(3) for residues
+    (N, 11): two angles then a frame."""
+    from flowmatch.manifolds import SO3, FlatTorus, Product, Sphere
+
+    if kind == "sphere":
+        return Sphere(points.shape[1] - 1)
+    if kind == "torus":
+        return FlatTorus(points.shape[1])
+    if kind == "so3":
+        return SO3()
+    if kind == "torus_so3":
+        return Product(FlatTorus(2), SO3())
+    raise DataError(f"unknown manifold {kind!r}")
 
 
 def _resolve(value: str, base_dir: str | Path) -> Path:

@@ -31,6 +31,10 @@ def metric_of(data: RunData) -> PointMetric | DigitsMetric:
     """The metric a run's samples are scored with."""
     if data.name == "digits":
         return DigitsMetric(data.holdout, data.labels, data.train)
+    if data.is_manifold:
+        from flowmatch.evaluation.manifolds import ManifoldMetric
+
+        return ManifoldMetric(data.holdout, data.manifold)
     return PointMetric(data.reference())
 
 

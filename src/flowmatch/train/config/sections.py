@@ -23,7 +23,9 @@ from flowmatch.train.config.models import (
 )
 from flowmatch.train.config.types import (
     DATA_SUFFIXES,
+    MANIFOLD_DATASETS,
     DataName,
+    ManifoldName,
     NonEmptyPositiveIntList,
     NonNegativeFloat,
     NonNegativeInt,
@@ -85,6 +87,13 @@ class DataConfig(_Section):
             numbers); None: detected (a column none of whose values is a number). A
             table with categorical columns is learnt by one model: flow matching for the
             numbers, discrete flow matching for the categories.
+        manifold: a CSV ``path`` of points on a manifold: ``sphere`` (latitude and
+            longitude), ``torus`` (angles) or ``so3`` (9 matrix entries, row-major); the
+            manifold sets ``airports``, ``quakes`` (sphere), ``backbone`` (torus),
+            ``frames`` (SO(3)) and ``residues`` (torus x SO(3)) name their own.
+        columns: the CSV columns of a manifold ``path`` (sphere: latitude then longitude).
+        units: degrees | radians, of the angles of a manifold CSV; samples are written back
+            in them.
     """
 
     name: DataName | None = None
@@ -105,6 +114,9 @@ class DataConfig(_Section):
     too_long: Literal["error", "truncate", "drop"] = "error"
     holdout_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
     categorical: list[str] | None = None
+    manifold: ManifoldName | None = None
+    columns: list[str] | None = None
+    units: Literal["degrees", "radians"] = "degrees"
 
     @model_validator(mode="before")
     @classmethod
@@ -120,6 +132,11 @@ class DataConfig(_Section):
     def is_image(self) -> bool:
         """Whether the data are images (digits or ``images``) rather than points."""
         return self.name == "digits" or self.images is not None
+
+    @property
+    def is_manifold(self) -> bool:
+        """Whether the points live on a manifold (a manifold set, or ``manifold`` + ``path``)."""
+        return self.manifold is not None or self.name in MANIFOLD_DATASETS
 
     @property
     def is_text(self) -> bool:
@@ -166,6 +183,18 @@ class DataConfig(_Section):
             self.path is None or Path(self.path).suffix.lower() != ".csv"
         ):
             raise _FieldProblem("categorical", "data.categorical names columns of a .csv data.path")
+        if self.manifold is not None and (
+            self.path is None or Path(self.path).suffix.lower() != ".csv" or not self.columns
+        ):
+            raise _FieldProblem(
+                "manifold", "data.manifold reads a .csv data.path with its data.columns"
+            )
+        if self.columns is not None and self.manifold is None:
+            raise _FieldProblem("columns", "data.columns names the columns of a data.manifold CSV")
+        if self.is_manifold and (self.source is not None or self.pairs is not None):
+            raise _FieldProblem(
+                "source", "manifold data flow from the uniform distribution: no data.source/pairs"
+            )
         if self.labels is not None and self.images is None:
             raise _FieldProblem("labels", "data.labels is the IDX labels file of data.images")
         if self.is_image and self.source is not None:

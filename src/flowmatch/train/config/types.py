@@ -20,13 +20,19 @@ from pydantic_core import PydanticCustomError
 from flowmatch.sampling import SAMPLE_METHODS
 
 ToyName = Literal["checkerboard", "8gaussians", "moons", "circles", "spirals", "rings"]
-DataName = Literal["checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits"]
+ManifoldSetName = Literal["airports", "quakes", "backbone", "frames", "residues"]
+DataName = Literal[
+    "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits",
+    "airports", "quakes", "backbone", "frames", "residues",
+]  # fmt: skip
+ManifoldName = Literal["sphere", "torus", "so3"]
 SolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
 # the library's samplers, so that the config's list cannot drift from flowmatch.sampling's
 SamplerName = Literal[SAMPLE_METHODS]  # type: ignore[valid-type]
 Activation = Literal["silu", "gelu", "relu", "tanh"]
 
 TOY_DATASETS: tuple[str, ...] = get_args(ToyName)
+MANIFOLD_DATASETS: tuple[str, ...] = get_args(ManifoldSetName)
 SOLVER_METHODS: tuple[str, ...] = get_args(SolverName)
 SAMPLER_METHODS: tuple[str, ...] = get_args(SamplerName)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
