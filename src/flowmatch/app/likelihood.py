@@ -13,6 +13,7 @@ from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
 from flowmatch.discrete.mixed_model import MixedFlowModel
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError
+from flowmatch.manifolds import ManifoldFlowModel
 from flowmatch.models.files import load
 from flowmatch.sources import source_log_prob as _source_log_prob
 from flowmatch.train.logging import count_bar
@@ -93,6 +94,21 @@ def likelihood_run(
         return likelihood_text(
             model,
             data_file,
+            batch_size=batch_size,
+            seed=seed,
+            out=Path(out) if out is not None else None,
+            echo=echo,
+        )
+    if isinstance(model, ManifoldFlowModel):
+        from flowmatch.app.manifold import likelihood_manifold
+
+        return likelihood_manifold(
+            model,
+            data_file,
+            method=method,
+            num_probes=num_probes,
+            atol=atol,
+            rtol=rtol,
             batch_size=batch_size,
             seed=seed,
             out=Path(out) if out is not None else None,

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
+from flowmatch.app.manifold import sample_manifold
 from flowmatch.app.text import TextOptions, sample_text
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
 from flowmatch.discrete.mixed_model import MixedFlowModel
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError, SamplerError
 from flowmatch.flow import FlowModel, as_flow
+from flowmatch.manifolds import ManifoldFlowModel
 from flowmatch.models.files import load
 from flowmatch.sampling import SCORE_METHODS, generate, labels_in_turn
 from flowmatch.train.config import SampleConfig, load_config
@@ -30,7 +32,8 @@ def check_sampler(
         SamplerError: ``--method``, ``--steps`` or ``--eta`` and what is wrong with it.
     """
     try:
-        as_flow(model).check_sampler(method, steps, eta=eta)
+        flow = model if isinstance(model, ManifoldFlowModel) else as_flow(model)
+        flow.check_sampler(method, steps, eta=eta)
     except SamplerError as err:
         raise SamplerError(f"--{err.option or 'method'}: {err}", option=err.option) from None
 
@@ -144,6 +147,19 @@ def sample_run(
         )
     if text.given:
         raise SamplerError("--prefix, --infill, --temperature and --corrector are for text runs")
+    if isinstance(model, ManifoldFlowModel):
+        if interpolate is not None or cond is not None or guidance is not None:
+            raise SamplerError("--interpolate, --cond and --guidance are not for manifold runs")
+        defaults = run_defaults(run_dir)
+        return sample_manifold(
+            model,
+            out,
+            num=num,
+            steps=steps if steps is not None else defaults.steps,
+            method=method if method is not None else defaults.method,
+            seed=seed,
+            echo=echo,
+        )
     if isinstance(model, MixedFlowModel):
         return _sample_mixed(
             model,

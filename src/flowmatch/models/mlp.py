@@ -35,6 +35,11 @@ class MLP(nn.Module):
         time_frequency: highest angular frequency of that embedding (rad per unit time);
             None: 1000, or 10 for a two-time model (MeanFlow's loss differentiates the
             network in time, which high frequencies blow up).
+        fourier_features: F > 0 adds sin and cos of F random projections of x to the input,
+            [sin(x B), cos(x B)] with B (dim, F) drawn once from N(0, fourier_scale^2) by a
+            fixed seed (a buffer, saved with the weights): random Fourier features (Tancik et
+            al. 2020), which let a small MLP resolve sharp densities (e.g. cities on a globe).
+        fourier_scale: the standard deviation of B (radians per unit of x).
         out_dim: the output's size; None: ``dim``. A manifold model feeds the net features
             of its points (e.g. cos and sin of torus angles, 2d numbers) and reads an ambient
             vector of another size (d angles).
@@ -62,6 +67,8 @@ class MLP(nn.Module):
         time_frequency: float | None = None,
         two_times: bool = False,
         out_dim: int | None = None,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
     ) -> None:
         super().__init__()
         out_dim = dim if out_dim is None else out_dim
@@ -75,12 +82,24 @@ class MLP(nn.Module):
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        if isinstance(fourier_features, bool) or not isinstance(fourier_features, int):
+            raise ValueError(f"fourier_features must be an integer >= 0, got {fourier_features!r}")
+        if fourier_features < 0 or not (fourier_scale > 0 and fourier_scale < float("inf")):
+            raise ValueError(
+                f"fourier_features must be >= 0 and fourier_scale a finite number > 0, got "
+                f"{fourier_features!r} and {fourier_scale!r}"
+            )
         self.dim = dim
+        self.fourier: Tensor | None = None
+        if fourier_features:
+            g = torch.Generator().manual_seed(0)
+            b = torch.randn(dim, fourier_features, generator=g) * float(fourier_scale)
+            self.register_buffer("fourier", b)
         self.two_times = bool(two_times)
         self.time_frequency = _frequency(time_frequency, two_times=self.two_times)
         self.time_embed = SinusoidalTimeEmbedding(time_embed_dim, max_frequency=self.time_frequency)
         layers: list[nn.Module] = []
-        width = dim + time_embed_dim * (2 if two_times else 1)
+        width = dim + 2 * fourier_features + time_embed_dim * (2 if two_times else 1)
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), ACTIVATIONS[activation]()]
             width = hidden
@@ -93,6 +112,9 @@ class MLP(nn.Module):
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         parts = [x, self.time_embed(t).to(x.dtype)]
+        if self.fourier is not None:
+            proj = x @ self.fourier.to(x.dtype)
+            parts += [torch.sin(proj), torch.cos(proj)]
         if self.two_times:
             gap = torch.zeros_like(t) if t_end is None else t_end - t
             parts.append(self.time_embed(gap).to(x.dtype))

@@ -111,6 +111,7 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "depth": m.depth,
             "activation": m.activation,
             "time_embed_dim": m.time_embed_dim,
+            **_fourier(m),
         }
     elif m.name == "unet":
         arch = {
@@ -143,6 +144,13 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     if two_times:
         arch["two_times"] = True
     return arch
+
+
+def _fourier(m: Any) -> dict[str, Any]:
+    """The MLP's Fourier-feature arguments, only when asked for (older files lack them)."""
+    if not m.fourier_features:
+        return {}
+    return {"fourier_features": m.fourier_features, "fourier_scale": m.fourier_scale}
 
 
 def build_net(cfg: RunConfig, data: RunData) -> nn.Module:

@@ -135,6 +135,8 @@ def manifold_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
         "activation": m.activation,
         "time_embed_dim": m.time_embed_dim,
         "time_frequency": m.time_frequency,
+        "fourier_features": m.fourier_features,
+        "fourier_scale": m.fourier_scale,
     }
 
 

@@ -13,6 +13,7 @@ from flowmatch.train.config.types import (
     Choice,
     EvenPositiveInt,
     NonEmptyPositiveIntList,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     PositiveIntList,
@@ -36,6 +37,9 @@ class MLPConfig(_ModelVariant):
         time_frequency: highest angular frequency of that embedding (rad per unit time); None:
             1000 for flow matching, 10 for meanflow, whose loss differentiates the network in
             time (high frequencies made it diverge; see `flowmatch.models.embeddings`).
+        fourier_features: random Fourier features of the input (0: none), see
+            `flowmatch.models.MLP`; they resolve sharp densities such as cities on a globe.
+        fourier_scale: their frequency scale (radians per unit of the input).
         init: a run (or model) directory whose EMA weights initialise the network (warm start,
             e.g. reflow); its architecture must match. Not a parameter of the network.
     """
@@ -46,6 +50,8 @@ class MLPConfig(_ModelVariant):
     activation: Activation = "silu"
     time_embed_dim: EvenPositiveInt = 64
     time_frequency: PositiveFloat | None = None
+    fourier_features: NonNegativeInt = 0
+    fourier_scale: PositiveFloat = 1.0
     init: str | None = None
 
 

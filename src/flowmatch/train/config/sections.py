@@ -88,9 +88,9 @@ class DataConfig(_Section):
             table with categorical columns is learnt by one model: flow matching for the
             numbers, discrete flow matching for the categories.
         manifold: a CSV ``path`` of points on a manifold: ``sphere`` (latitude and
-            longitude), ``torus`` (angles) or ``so3`` (9 matrix entries, row-major); the
-            manifold sets ``airports``, ``quakes`` (sphere), ``backbone`` (torus),
-            ``frames`` (SO(3)) and ``residues`` (torus x SO(3)) name their own.
+            longitude) or ``torus`` (angles); the manifold sets ``airports``, ``quakes``
+            (sphere), ``backbone`` (torus), ``frames`` (SO(3)) and ``residues`` (torus x
+            SO(3)) name their own.
         columns: the CSV columns of a manifold ``path`` (sphere: latitude then longitude).
         units: degrees | radians, of the angles of a manifold CSV; samples are written back
             in them.

@@ -25,7 +25,7 @@ DataName = Literal[
     "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits",
     "airports", "quakes", "backbone", "frames", "residues",
 ]  # fmt: skip
-ManifoldName = Literal["sphere", "torus", "so3"]
+ManifoldName = Literal["sphere", "torus"]
 SolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
 # the library's samplers, so that the config's list cannot drift from flowmatch.sampling's
 SamplerName = Literal[SAMPLE_METHODS]  # type: ignore[valid-type]
