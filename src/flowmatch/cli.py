@@ -44,8 +44,8 @@ def demo(
     dataset: Annotated[
         str,
         typer.Option(
-            help="checkerboard (points, MLP), digits (8x8 images, U-Net) or names (text, "
-            "discrete flow matching)."
+            help="checkerboard (points, MLP), digits (8x8 images, U-Net), names (text, "
+            "discrete flow matching) or airports (the sphere, Riemannian flow matching)."
         ),
     ] = "checkerboard",
     steps: Annotated[
@@ -61,17 +61,24 @@ def demo(
 
     With --dataset digits: a class-conditional U-Net on scikit-learn's 8x8 digits, a 10x10
     grid (a row per class, classifier-free guidance) and one sample's path from noise. With
-    --dataset names: discrete flow matching of US surnames, samples.txt and the ELBO.
+    --dataset names: discrete flow matching of US surnames, samples.txt and the ELBO. With
+    --dataset airports: a flow on the sphere (world airports), a world map and the NLL.
     """
-    if dataset not in ("checkerboard", "digits", "names"):
-        raise UsageError(f"--dataset: expected checkerboard, digits or names, got {dataset!r}")
+    if dataset not in ("checkerboard", "digits", "names", "airports"):
+        raise UsageError(
+            f"--dataset: expected checkerboard, digits, names or airports, got {dataset!r}"
+        )
     if oracle:
         from flowmatch.app.demo import oracle_demo
 
         oracle_demo(out if out is not None else Path("runs/demo"), echo=typer.echo)
         return
-    from flowmatch.app.demo import digits_demo, names_demo, training_demo
+    from flowmatch.app.demo import airports_demo, digits_demo, names_demo, training_demo
 
+    if dataset == "airports":
+        out = out if out is not None else Path("runs/demo_airports")
+        airports_demo(out, steps=steps, progress=progress, echo=typer.echo)
+        return
     if dataset == "names":
         out = out if out is not None else Path("runs/demo_names")
         names_demo(out, steps=steps, progress=progress, echo=typer.echo)

@@ -56,6 +56,16 @@ class GeodesicPath:
     def __repr__(self) -> str:
         return f"GeodesicPath({self.manifold!r}, {self.schedule!r})"
 
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, GeodesicPath)
+            and self.manifold == other.manifold
+            and self.schedule == other.schedule
+        )
+
+    def __hash__(self) -> int:
+        return hash((repr(self.manifold), self.schedule))
+
     def kappa(self, t: Tensor) -> tuple[Tensor, Tensor]:
         """kappa_t and d kappa_t / dt, each of the shape of t."""
         out = self.schedule(t)

@@ -90,11 +90,12 @@ class MLP(nn.Module):
                 f"{fourier_features!r} and {fourier_scale!r}"
             )
         self.dim = dim
-        self.fourier: Tensor | None = None
+        b = None
         if fourier_features:
             g = torch.Generator().manual_seed(0)
             b = torch.randn(dim, fourier_features, generator=g) * float(fourier_scale)
-            self.register_buffer("fourier", b)
+        self.fourier: Tensor | None
+        self.register_buffer("fourier", b)
         self.two_times = bool(two_times)
         self.time_frequency = _frequency(time_frequency, two_times=self.two_times)
         self.time_embed = SinusoidalTimeEmbedding(time_embed_dim, max_frequency=self.time_frequency)

@@ -16,6 +16,7 @@ from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.errors import DataError, ModelFileError
 from flowmatch.flow import FlowModel
 from flowmatch.loss import FlowMatchingLoss
+from flowmatch.manifolds import ManifoldFlowModel, RiemannianFlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.train import distributed
 from flowmatch.train.batches import as_batches
@@ -29,10 +30,13 @@ def default_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel) -> Any:
     """The loss a model is trained with when none is given: :class:`MeanFlowLoss` for a
     two-time model, :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` (cross-entropy)
     for a discrete one, :class:`~flowmatch.discrete.MixedFlowMatchingLoss` for a mixed
-    table one, else :class:`FlowMatchingLoss` on its path and prediction; with 10%
+    table one, :class:`~flowmatch.manifolds.RiemannianFlowMatchingLoss` for a manifold
+    one, else :class:`FlowMatchingLoss` on its path and prediction; with 10%
     label dropout (classifier-free guidance) when it has a null class."""
     if isinstance(flow, MixedFlowModel):
         return MixedFlowMatchingLoss.for_model(flow)
+    if isinstance(flow, ManifoldFlowModel):
+        return RiemannianFlowMatchingLoss(flow.path)
     if isinstance(flow, DiscreteFlowModel):
         labelled = flow.num_classes is not None and flow.null_class is not None
         return DiscreteFlowMatchingLoss(
@@ -93,7 +97,7 @@ def _check_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel, loss: Any)
 
 
 def train(
-    model: FlowModel | DiscreteFlowModel | MixedFlowModel | nn.Module,
+    model: FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel | nn.Module,
     data: Any,
     *,
     steps: int,
@@ -123,6 +127,7 @@ def train(
     Args:
         model: a :class:`~flowmatch.flow.FlowModel`, a
             :class:`~flowmatch.discrete.DiscreteFlowModel` (data: token ids), a
+            :class:`~flowmatch.manifolds.ManifoldFlowModel` (data: points on its manifold), a
             :class:`~flowmatch.discrete.MixedFlowModel` (data: float rows, continuous
             values then category codes), or a net (a
             velocity net on the linear path from N(0, I)); trained in place.
@@ -169,7 +174,7 @@ def train(
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
-    known = (FlowModel, DiscreteFlowModel, MixedFlowModel)
+    known = (FlowModel, DiscreteFlowModel, MixedFlowModel, ManifoldFlowModel)
     flow = model if isinstance(model, known) else FlowModel(model)
     batches = as_batches(data, labels=labels, seed=seed)
     _check_data(flow, batches.dtype)
