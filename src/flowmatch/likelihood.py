@@ -92,9 +92,14 @@ def _exact_divergence(velocity: Velocity, x: Tensor, t: Tensor) -> tuple[Tensor,
         x = x.detach().requires_grad_(True)
         v = velocity(x, t)
         div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        if not v.requires_grad:  # a field that does not depend on x: divergence 0
+            return v.detach(), div
         for i in range(x.shape[1]):
-            (g,) = torch.autograd.grad(v[:, i].sum(), x, retain_graph=i + 1 < x.shape[1])
-            div = div + g[:, i]
+            (g,) = torch.autograd.grad(
+                v[:, i].sum(), x, retain_graph=i + 1 < x.shape[1], allow_unused=True
+            )
+            if g is not None:
+                div = div + g[:, i]
     return v.detach(), div
 
 
@@ -105,10 +110,14 @@ def _hutchinson_divergence(
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         v = velocity(x, t)
+        if not v.requires_grad:  # a field that does not depend on x: divergence 0
+            return v.detach(), x.new_zeros(x.shape[0], probes.shape[0])
         divs = []
         for k in range(probes.shape[0]):
-            (g,) = torch.autograd.grad(v, x, probes[k], retain_graph=k + 1 < probes.shape[0])
-            divs.append((g * probes[k]).sum(1))
+            (g,) = torch.autograd.grad(
+                v, x, probes[k], retain_graph=k + 1 < probes.shape[0], allow_unused=True
+            )
+            divs.append(x.new_zeros(x.shape[0]) if g is None else (g * probes[k]).sum(1))
     return v.detach(), torch.stack(divs, dim=1)
 
 

@@ -260,15 +260,6 @@ ANTIPODAL = [
         F32,
         1e-5,
         id="f32-1e-5",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=(
-                "Sphere.log treats |y - <x,y> x| < 100 eps (1.2e-5 in float32) as exactly "
-                "antipodal and returns pi times a fixed tangent, so exp(x, log(x, y)) misses "
-                "y by up to ~2e-5 for y within ~1e-5 of -x (measured 2.35e-5); a cut-off of "
-                "a few eps keeps the error below 1e-6"
-            ),
-        ),
     ),
     pytest.param(F64, 0.0, id="f64-exact"),
     pytest.param(F64, 1e-9, id="f64-1e-9"),
@@ -513,25 +504,11 @@ def test_bad_descriptions_raise_value_error(spec):
         manifold_from_dict(spec)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "manifold_from_dict({'name': 'euclidean'}) calls Euclidean() without its required dim "
-        "and raises TypeError, not the documented ValueError"
-    ),
-)
 def test_a_euclidean_description_without_dim_raises_value_error():
     with pytest.raises(ValueError):
         manifold_from_dict({"name": "euclidean"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "manifold_from_dict({'name': 'so3', 'dim': 5}) ignores the dimension and returns SO3() "
-        "(dimension 3) instead of raising ValueError for a bad dimension"
-    ),
-)
 def test_an_so3_description_with_a_wrong_dim_raises_value_error():
     with pytest.raises(ValueError):
         manifold_from_dict({"name": "so3", "dim": 5})

@@ -523,16 +523,6 @@ def test_euclidean_likelihood_is_the_change_of_variables_of_a_shear():
     assert (res.log_prob - expected).abs().max().item() < 1e-12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason=(
-        "manifold_divergence differentiates v w.r.t. x with torch.autograd.grad and no "
-        "allow_unused: a velocity that does not depend on x (a constant field on R^d) raises "
-        "RuntimeError ('does not require grad') instead of giving divergence 0 (the flat "
-        "fm.log_likelihood has the same limitation)"
-    ),
-)
 def test_a_constant_field_has_divergence_zero():
     m = Euclidean(2)
     c = torch.tensor([0.7, -1.2], dtype=F64)

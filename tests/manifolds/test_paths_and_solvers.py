@@ -467,14 +467,6 @@ def test_model_refuses_bad_steps_and_guidance():
         solve_manifold_ode(m, model.velocity_field(), torch.randn(4, 4), steps=4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ManifoldFlowModel.check_sampler('rk4', 2.5) calls list(2.5) and raises TypeError "
-        "instead of SamplerError for a non-integer step count (fm.sample(model, x0, steps=2.5) "
-        "likewise)"
-    ),
-)
 def test_a_fractional_step_count_is_a_sampler_error():
     model = make_model(Sphere(2), dtype=F32)
     with pytest.raises(SamplerError, match="steps"):

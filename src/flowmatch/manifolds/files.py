@@ -42,6 +42,8 @@ def manifold_from_dict(spec: Any) -> Manifold:
     if extra:
         raise ValueError(f"manifold {name!r}: unknown keys {extra}")
     if name == "so3":
+        if spec.get("dim", 3) != 3:
+            raise ValueError(f"so3 has dimension 3, got {spec['dim']!r}")
         return SO3()
     if name == "product":
         factors = spec.get("factors")
@@ -49,6 +51,8 @@ def manifold_from_dict(spec: Any) -> Manifold:
             raise ValueError("a product manifold needs a non-empty list of factors")
         return Product(*(manifold_from_dict(f) for f in factors))
     cls = MANIFOLDS[name]
+    if name == "euclidean" and "dim" not in spec:
+        raise ValueError("manifold 'euclidean' needs its dimension ('dim')")
     return cls(spec["dim"]) if "dim" in spec else cls()  # type: ignore[call-arg]
 
 

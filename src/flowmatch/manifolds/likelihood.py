@@ -55,19 +55,28 @@ def manifold_divergence(
         x = x.detach().requires_grad_(True)
         v = velocity(x, t)
         n = x.shape[1]
+        if not v.requires_grad:  # a field that does not depend on x: divergence 0
+            k = 1 if probes is None else probes.shape[0]
+            return v.detach(), x.new_zeros(x.shape[0], k)
         if probes is None:
             eye = torch.eye(n, dtype=x.dtype, device=x.device)
             div = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
             for j in range(n):
-                (row,) = torch.autograd.grad(v[:, j].sum(), x, retain_graph=j + 1 < n)
+                (row,) = torch.autograd.grad(
+                    v[:, j].sum(), x, retain_graph=j + 1 < n, allow_unused=True
+                )
+                if row is None:
+                    continue
                 tangent = manifold.proj_tangent(x.detach(), eye[j].expand_as(x))
                 div = div + (row * tangent).sum(-1)
             return v.detach(), div[:, None]
         divs = []
         for k in range(probes.shape[0]):
             eps = manifold.proj_tangent(x.detach(), probes[k])
-            (g,) = torch.autograd.grad(v, x, eps, retain_graph=k + 1 < probes.shape[0])
-            divs.append((g * eps).sum(-1))
+            (g,) = torch.autograd.grad(
+                v, x, eps, retain_graph=k + 1 < probes.shape[0], allow_unused=True
+            )
+            divs.append(torch.zeros_like(eps[:, 0]) if g is None else (g * eps).sum(-1))
         return v.detach(), torch.stack(divs, 1)
 
 

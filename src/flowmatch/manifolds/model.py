@@ -120,7 +120,9 @@ class ManifoldFlowModel(nn.Module):
                 f"one of {MANIFOLD_METHODS}, got {method!r}",
                 option="method",
             )
-        counts = [] if steps is None else [steps] if isinstance(steps, int) else list(steps)
+        counts = (
+            [] if steps is None else list(steps) if isinstance(steps, list | tuple) else [steps]
+        )
         for n in counts:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise SamplerError(f"steps must be integers >= 1, got {n!r}", option="steps")

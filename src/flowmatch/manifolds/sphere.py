@@ -11,8 +11,8 @@ __all__ = ["Sphere"]
 
 
 def _tiny(x: Tensor) -> float:
-    """A length below which a difference of unit vectors is round-off: 100 machine epsilons."""
-    return 100.0 * torch.finfo(x.dtype).eps
+    """A length below which a difference of unit vectors is round-off: 4 machine epsilons."""
+    return 4.0 * torch.finfo(x.dtype).eps
 
 
 class Sphere(Manifold):
@@ -25,7 +25,7 @@ class Sphere(Manifold):
         - Angles are computed as atan2(|y - <x,y> x|, <x,y>), accurate near 0 and near pi (an
           arccos of <x, y> loses half the digits there).
         - **Antipodal points** (y = -x) are joined by infinitely many geodesics of length pi.
-          When |y - <x,y> x| is below 100 machine epsilons and <x, y> < 0, :meth:`log` returns
+          When |y - <x,y> x| is below 4 machine epsilons and <x, y> < 0, :meth:`log` returns
           pi times a fixed unit tangent vector at x (the projection of the coordinate axis least
           aligned with x), so exp(x, log(x, y)) = y still holds. Close to (but not at) the
           antipode the direction is taken from the projected difference and renormalized, so
