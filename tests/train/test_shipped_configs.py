@@ -15,6 +15,7 @@ def test_there_are_configs():
     assert {"checkerboard", "checkerboard_ot", "8gaussians", "8gaussians_to_moons", "wine"} <= names
     assert {"ddpm", "digits"} <= names
     assert {"names", "smiles", "pydoc"} <= names
+    assert {"airports", "quakes", "backbone", "residues"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
