@@ -19,11 +19,14 @@ def test_oracle_demo_writes_plots(tmp_path, capsys):
     assert "NFE 16" in out
 
 
-def test_datasets_lists_every_toy_set(capsys):
+def test_datasets_lists_every_toy_set_and_manifold_set(capsys):
     code, out, _ = run(["datasets"], capsys)
     assert code == 0
     names = [line.split()[0] for line in out.strip().splitlines()]
-    assert names == ["checkerboard", "8gaussians", "moons", "circles", "spirals", "rings"]
+    assert names == [
+        "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings",
+        "airports", "quakes", "backbone", "frames", "residues",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(

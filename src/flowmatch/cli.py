@@ -342,12 +342,15 @@ def likelihood(
 
 @app.command()
 def datasets() -> None:
-    """List the built-in datasets (usable as data or as source)."""
+    """List the built-in datasets: 2-D toy sets (data or source) and sets on manifolds."""
+    from flowmatch.data.manifold_sets import DESCRIPTIONS
     from flowmatch.data.toy2d import TOY_DATASETS
 
-    width = max(len(name) for name in TOY_DATASETS)
+    width = max(len(name) for name in [*TOY_DATASETS, *DESCRIPTIONS])
     for name, spec in TOY_DATASETS.items():
         typer.echo(f"{name:<{width}}  {spec.description}")
+    for name, text in DESCRIPTIONS.items():
+        typer.echo(f"{name:<{width}}  {text}")
 
 
 def main(argv: list[str] | None = None) -> None:

