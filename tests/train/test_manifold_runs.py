@@ -240,3 +240,15 @@ def test_fm_train_fits_a_manifold_model_on_a_tensor():
     after = -fm.log_likelihood(model, data[:200]).mean()
     # uniform is log(4 pi) = 2.53 nats, the truth about 0.18 here; 300 steps get well below 2
     assert before > 2.3 and after < 1.6
+
+
+@pytest.mark.slow
+def test_airports_demo_runs_end_to_end(tmp_path, capsys):
+    pytest.importorskip("airportsdata")
+    out = tmp_path / "demo"
+    argv = ["demo", "--dataset", "airports", "--steps", "30", "--out", out, "--no-progress"]
+    code, said, _ = cli(argv, capsys)
+    assert code == 0 and "airports demo: 30 steps" in said
+    assert "held-out NLL" in (out / "eval.txt").read_text()
+    for name in ("samples.png", "globe.png", "quality_vs_nfe.png"):
+        assert (out / name).is_file()
