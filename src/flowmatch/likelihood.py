@@ -86,6 +86,41 @@ def bits_per_dim(
     return -(log_prob + dim * math.log(data_range / levels)) / (dim * math.log(2.0))
 
 
+def check_options(method: str, probe: str, num_probes: int) -> None:
+    """Check a likelihood's divergence options (ValueError naming the bad one)."""
+    if method not in ("exact", "hutchinson"):
+        raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
+    if probe not in ("rademacher", "gaussian"):
+        raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
+    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
+        raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
+
+
+def draw_probes(k: int, like: Tensor, probe: str, generator: torch.Generator | None) -> Tensor:
+    """k Hutchinson probes of the shape of ``like`` (B, D): (k, B, D), Rademacher (+-1) or
+    standard normal, drawn once per solve so the ODE stays smooth."""
+    shape = (k, *like.shape)
+    if probe == "rademacher":
+        bits = torch.randint(0, 2, shape, generator=generator, device=like.device)
+        return (2 * bits - 1).to(like.dtype)
+    return torch.randn(shape, generator=generator, device=like.device).to(like.dtype)
+
+
+def combine_estimates(log_p0: Tensor, delta: Tensor, method: str) -> tuple[Tensor, Tensor]:
+    """log p = log p0 + delta per probe (delta (B, K)): the mean over probes and its standard
+    error (0 for the exact divergence, NaN for one Hutchinson probe)."""
+    estimates = log_p0[:, None] + delta
+    log_prob = estimates.mean(1)
+    k = delta.shape[1]
+    if method == "exact":
+        std_err = torch.zeros_like(log_prob)
+    elif k == 1:
+        std_err = torch.full_like(log_prob, math.nan)
+    else:
+        std_err = estimates.std(1) / math.sqrt(k)
+    return log_prob, std_err
+
+
 def _exact_divergence(velocity: Velocity, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """v(x, t) and the trace of dv/dx, one backward pass per data dimension; x is (B, D)."""
     with torch.enable_grad():
@@ -190,12 +225,7 @@ def log_likelihood(
             generator=generator,
         )
         return res if return_result else res.log_prob
-    if method not in ("exact", "hutchinson"):
-        raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
-    if probe not in ("rademacher", "gaussian"):
-        raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
+    check_options(method, probe, num_probes)
     if x1.ndim < 2:
         raise ValueError(f"x1 must have shape (B, *D), got {tuple(x1.shape)}")
     if not torch.isfinite(x1).all():
@@ -216,12 +246,7 @@ def log_likelihood(
 
     k = 1 if method == "exact" else num_probes
     if method == "hutchinson":
-        if probe == "rademacher":
-            bits = torch.randint(0, 2, (k, *flat.shape), generator=generator, device=flat.device)
-            probes = (2 * bits - 1).to(flat.dtype)
-        else:
-            probes = torch.randn((k, *flat.shape), generator=generator, device=flat.device)
-            probes = probes.to(flat.dtype)
+        probes = draw_probes(k, flat, probe, generator)
 
     def augmented(state: Tensor, t: Tensor) -> Tensor:
         x = state[:, :dim]
@@ -249,14 +274,7 @@ def log_likelihood(
     x0 = res.x[:, :dim].reshape(shape)
     delta = res.x[:, dim:]  # (B, K): l(0) = -integral_0^1 div v dt, per probe
     log_p0 = (source_log_prob or standard_normal_log_prob)(x0)
-    estimates = log_p0[:, None] + delta
-    log_prob = estimates.mean(1)
-    if method == "exact":
-        std_err = torch.zeros_like(log_prob)
-    elif k == 1:
-        std_err = torch.full_like(log_prob, math.nan)
-    else:
-        std_err = estimates.std(1) / math.sqrt(k)
+    log_prob, std_err = combine_estimates(log_p0, delta, method)
     if return_result:
         return LikelihoodResult(log_prob.detach(), std_err.detach(), res.nfe)
     return log_prob.detach()

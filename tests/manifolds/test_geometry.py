@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import scipy.stats
 import torch
+from manifold_cases import DTYPES, F32, F64, MANIFOLDS, TOL, coord_diff, gen
 
 from flowmatch.manifolds import (
     SO3,
@@ -36,26 +37,7 @@ from flowmatch.manifolds.so3 import hat, so3_exp, so3_log
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-F32, F64 = torch.float32, torch.float64
-TOL = {F32: 1e-5, F64: 1e-10}
-DTYPES = [pytest.param(F32, id="f32"), pytest.param(F64, id="f64")]
-
-ALL = [
-    Sphere(2),
-    Sphere(3),
-    FlatTorus(1),
-    FlatTorus(3),
-    SO3(),
-    Euclidean(2),
-    Product(Sphere(2), FlatTorus(2)),
-    Product(FlatTorus(2), SO3(), Euclidean(1)),
-]
-MANIFOLDS = [pytest.param(m, id=repr(m).replace(" ", "")) for m in ALL]
 COMPACT = [p for p in MANIFOLDS if p.values[0].compact]
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def random_tangent(m: Manifold, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -79,17 +61,6 @@ def tangent_within(m: Manifold, x: torch.Tensor, g: torch.Generator, radius: flo
         return v
     r = radius * torch.rand(x.shape[0], 1, generator=g, dtype=F64).to(x.dtype)
     return v / m.norm(x, v)[:, None] * r
-
-
-def coord_diff(m: Manifold, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """b - a in the coordinates, with torus angles wrapped (the short way round the seam)."""
-    if isinstance(m, Product):
-        return torch.cat(
-            [coord_diff(f, a[:, s], b[:, s]) for f, s in zip(m.factors, m._slices, strict=True)], -1
-        )
-    if isinstance(m, FlatTorus):
-        return wrap(b - a)
-    return b - a
 
 
 # ---------------------------------------------------------------------------- exp and log

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,6 +32,29 @@ def source_log_prob(source: str | None) -> Callable[[torch.Tensor], torch.Tensor
         return _source_log_prob(source)
     except ValueError as err:
         raise ModelFileError(str(err)) from None
+
+
+def _table_points(model: Any, data_file: Path) -> tuple[torch.Tensor, int, float]:
+    """A table's points in model units, the data dimension and the log-Jacobian of the
+    standardization (added to the model's log-density to give the data's)."""
+    shape = point_shape(model)
+    if len(shape) != 1:
+        raise DataError(
+            f"{data_file}: flowmatch likelihood scores tables of points; this model makes "
+            f"{shape} images (use fm.log_likelihood with method='hutchinson')"
+        )
+    dim = shape[0]
+    table = load_table(data_file)
+    if table.data.shape[1] != dim:
+        raise DataError(
+            f"{data_file}: expected {dim} columns (the model's data dimension), "
+            f"got {table.data.shape[1]}"
+        )
+    x = model.encode_data(table.data.float()).float()
+    log_jacobian = 0.0
+    if model.transform is not None:
+        log_jacobian = -float(model.transform.std.double().log().sum())
+    return x, dim, log_jacobian
 
 
 def likelihood_run(
@@ -99,41 +123,16 @@ def likelihood_run(
             out=Path(out) if out is not None else None,
             echo=echo,
         )
-    if isinstance(model, ManifoldFlowModel):
-        from flowmatch.app.manifold import likelihood_manifold
-
-        return likelihood_manifold(
-            model,
-            data_file,
-            method=method,
-            num_probes=num_probes,
-            atol=atol,
-            rtol=rtol,
-            batch_size=batch_size,
-            seed=seed,
-            out=Path(out) if out is not None else None,
-            echo=echo,
-        )
     if out is not None and Path(out).suffix not in TABLE_SUFFIXES:
         raise DataError(f"{out}: expected a file name ending in .csv or .npy")
-    shape = point_shape(model)
-    if len(shape) != 1:
-        raise DataError(
-            f"{data_file}: flowmatch likelihood scores tables of points; this model makes "
-            f"{shape} images (use fm.log_likelihood with method='hutchinson')"
-        )
-    dim = shape[0]
-    table = load_table(data_file)
-    if table.data.shape[1] != dim:
-        raise DataError(
-            f"{data_file}: expected {dim} columns (the model's data dimension), "
-            f"got {table.data.shape[1]}"
-        )
-    x = model.encode_data(table.data.float()).float()
-    log_jacobian = 0.0
-    if model.transform is not None:
-        log_jacobian = -float(model.transform.std.double().log().sum())
-    log_p0 = source_log_prob(model.source)
+    if isinstance(model, ManifoldFlowModel):
+        from flowmatch.app.manifold import read_points
+
+        x, dim, log_jacobian, log_p0 = read_points(model, data_file), model.manifold.dim, 0.0, None
+        what = f"nats w.r.t. the volume of {model.manifold!r}"
+    else:
+        x, dim, log_jacobian = _table_points(model, data_file)
+        log_p0, what = source_log_prob(model.source), "nats"
     generator = torch.Generator().manual_seed(seed)
     log_probs, std_errs, nfes = [], [], []
     with count_bar(progress) as bar:
@@ -171,7 +170,7 @@ def likelihood_run(
     }
     how = "exact divergence" if method == "exact" else f"Hutchinson, {num_probes} probes"
     echo(
-        f"NLL {nll:.4f} +- {nll_se:.4f} nats ({summary['bits_per_dim']:.4f} +- "
+        f"NLL {nll:.4f} +- {nll_se:.4f} {what} ({summary['bits_per_dim']:.4f} +- "
         f"{summary['bits_per_dim_se']:.4f} bits/dim) over {n} points of {data_file.name} "
         f"({how}, dopri5 tol {atol:g}/{rtol:g}, NFE {summary['nfe']:.0f} per batch)"
     )

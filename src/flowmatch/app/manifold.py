@@ -23,7 +23,7 @@ from flowmatch.errors import DataError, SamplerError
 from flowmatch.manifolds import SO3, Euclidean, FlatTorus, Manifold, ManifoldFlowModel, Sphere
 from flowmatch.manifolds import Product as _Product
 
-__all__ = ["from_table", "likelihood_manifold", "sample_manifold", "table_columns", "to_table"]
+__all__ = ["from_table", "read_points", "sample_manifold", "table_columns", "to_table"]
 
 
 def _factors(manifold: Manifold) -> tuple[Manifold, ...]:
@@ -136,24 +136,14 @@ def sample_manifold(
     return out
 
 
-def likelihood_manifold(
-    model: ManifoldFlowModel,
-    data_file: Path,
-    *,
-    method: str,
-    num_probes: int,
-    atol: float,
-    rtol: float,
-    batch_size: int,
-    seed: int,
-    out: Path | None,
-    echo: Callable[[str], None] = print,
-) -> dict[str, float]:
-    """Mean NLL (nats w.r.t. the Riemannian volume) of a table of points on the manifold."""
-    from flowmatch.likelihood import log_likelihood
+def read_points(model: ManifoldFlowModel, data_file: Path) -> Tensor:
+    """The points of a table file (a CSV with the model's columns, or a table of as many
+    columns, in the data's units) on the model's manifold.
 
-    if out is not None and out.suffix not in TABLE_SUFFIXES:
-        raise DataError(f"{out}: expected a file name ending in .csv or .npy")
+    Raises:
+        DataError: naming the file: missing columns, a latitude out of range, a matrix that is
+            not a rotation.
+    """
     columns = table_columns(model)
     table = load_table(data_file)
     if data_file.suffix.lower() == ".csv" and all(c in table.columns for c in columns):
@@ -165,36 +155,4 @@ def likelihood_manifold(
             f"{data_file}: expected the columns {', '.join(columns)} ({_units(model)}), got "
             f"{', '.join(table.columns)}"
         )
-    x = from_table(model, values, str(data_file))
-    g = torch.Generator().manual_seed(seed)
-    log_probs, std_errs, nfes = [], [], []
-    for start in range(0, x.shape[0], batch_size):
-        res = log_likelihood(
-            model,
-            x[start : start + batch_size],
-            method=method,
-            num_probes=num_probes,
-            atol=atol,
-            rtol=rtol,
-            generator=g,
-            return_result=True,
-        )
-        log_probs.append(res.log_prob)
-        std_errs.append(res.std_err)
-        nfes.append(res.nfe)
-    log_prob = torch.cat(log_probs).double()
-    n = log_prob.numel()
-    nll = -float(log_prob.mean())
-    nll_se = (float(log_prob.var()) / n) ** 0.5 if n > 1 else float("nan")
-    summary = {"nll": nll, "nll_se": nll_se, "num": float(n), "nfe": sum(nfes) / len(nfes)}
-    how = "exact divergence" if method == "exact" else f"Hutchinson, {num_probes} tangent probes"
-    echo(
-        f"NLL {nll:.4f} +- {nll_se:.4f} nats (w.r.t. the volume of {model.manifold!r}; uniform "
-        f"{model.manifold.log_volume:.4f}) over {n} points of {data_file.name} ({how}, dopri5 "
-        f"tol {atol:g}/{rtol:g})"
-    )
-    if out is not None:
-        both = torch.stack([log_prob, torch.cat(std_errs).double()], 1).float()
-        save_table(out, both, ["log_prob", "std_err"])
-        echo(f"wrote per-point log_prob and std_err to {out}")
-    return summary
+    return from_table(model, values, str(data_file))

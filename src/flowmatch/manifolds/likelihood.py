@@ -21,13 +21,17 @@ the exact flow stays on M; the end point is projected back).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from flowmatch.likelihood import LikelihoodResult
+from flowmatch.likelihood import (
+    LikelihoodResult,
+    check_options,
+    combine_estimates,
+    draw_probes,
+)
 from flowmatch.manifolds.base import Manifold, check_points
 from flowmatch.manifolds.flat import Euclidean
 from flowmatch.manifolds.product import Product
@@ -112,26 +116,14 @@ def manifold_log_likelihood(
     Returns:
         :class:`~flowmatch.likelihood.LikelihoodResult` (log_prob (B,), std_err (B,), nfe).
     """
-    if method not in ("exact", "hutchinson"):
-        raise ValueError(f"method must be 'exact' or 'hutchinson', got {method!r}")
-    if probe not in ("rademacher", "gaussian"):
-        raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
-    if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be an integer >= 1, got {num_probes!r}")
+    check_options(method, probe, num_probes)
     check_points(x1, manifold.ambient_dim, "x1")
     if not torch.isfinite(x1).all():
         raise ValueError("x1 contains NaN or infinite values")
     x1 = manifold.proj_point(x1.detach())
     n = manifold.ambient_dim
     k = 1 if method == "exact" else num_probes
-    probes = None
-    if method == "hutchinson":
-        shape = (k, *x1.shape)
-        if probe == "rademacher":
-            bits = torch.randint(0, 2, shape, generator=generator, device=x1.device)
-            probes = (2 * bits - 1).to(x1.dtype)
-        else:
-            probes = torch.randn(shape, generator=generator, device=x1.device).to(x1.dtype)
+    probes = draw_probes(k, x1, probe, generator) if method == "hutchinson" else None
 
     def augmented(state: Tensor, t: Tensor) -> Tensor:
         v, div = manifold_divergence(manifold, velocity, state[:, :n], t, probes)
@@ -149,12 +141,5 @@ def manifold_log_likelihood(
         )
     x0 = manifold.proj_point(res.x[:, :n])
     log_p0 = (base_log_prob or manifold.base_log_prob)(x0)
-    estimates = log_p0[:, None] + res.x[:, n:]
-    log_prob = estimates.mean(1)
-    if method == "exact":
-        std_err = torch.zeros_like(log_prob)
-    elif k == 1:
-        std_err = torch.full_like(log_prob, math.nan)
-    else:
-        std_err = estimates.std(1) / math.sqrt(k)
+    log_prob, std_err = combine_estimates(log_p0, res.x[:, n:], method)
     return LikelihoodResult(log_prob.detach(), std_err.detach(), res.nfe)
