@@ -60,6 +60,11 @@ def _tensor(value: ArrayLike, name: str, shape: tuple[int | None, ...]) -> Tenso
     return t
 
 
+def _dtype_of(x: Tensor) -> torch.dtype:
+    """The dtype of the log densities of points x: their own if floating, else torch's default."""
+    return x.dtype if x.is_floating_point() else torch.get_default_dtype()
+
+
 def _out_dtype(value: ArrayLike, dtype: torch.dtype | None) -> torch.dtype:
     if dtype is not None:
         return dtype
@@ -144,15 +149,13 @@ def vmf_log_normalizer(kappa: Tensor | float) -> Tensor:
 def uniform_sphere_log_prob(x: Tensor) -> Tensor:
     """log density of the uniform distribution on S^2: -log(4 pi) for each of x (N, 3) -> (N,)."""
     _points(x, 3)
-    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    return torch.full((x.shape[0],), -LOG_4PI, dtype=dtype, device=x.device)
+    return torch.full((x.shape[0],), -LOG_4PI, dtype=_dtype_of(x), device=x.device)
 
 
 def uniform_torus_log_prob(x: Tensor) -> Tensor:
     """log density of the uniform distribution on T^d: -d log(2 pi) for x (N, d) -> (N,)."""
     _points(x, None)
-    dtype = x.dtype if x.is_floating_point() else torch.get_default_dtype()
-    return torch.full((x.shape[0],), -x.shape[1] * LOG_2PI, dtype=dtype, device=x.device)
+    return torch.full((x.shape[0],), -x.shape[1] * LOG_2PI, dtype=_dtype_of(x), device=x.device)
 
 
 def _sample_vmf(mu: Tensor, kappa: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -236,7 +239,7 @@ class VonMisesFisher:
         x64 = _points(x, 3).to(self.mean.device)
         w = x64 @ self.mean
         out = _log_c_plus_kappa(self.kappa) + self.kappa * (w - 1)
-        return out.to(x.dtype if x.is_floating_point() else torch.get_default_dtype())
+        return out.to(_dtype_of(x))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """n exact draws (inverse CDF of w = x . mu, uniform azimuth), shape (n, 3)."""
@@ -245,7 +248,46 @@ class VonMisesFisher:
         return _sample_vmf(mu, self.kappa.expand(n), generator).to(self.dtype)
 
 
-class VMFMixture:
+class _Mixture:
+    """What the two mixtures share: the weights (K,), the mixture's log density from the
+    subclass's ``component_log_prob`` (N, K), and sampling a component by its weight before the
+    subclass's ``_draw`` from it."""
+
+    weights: Tensor
+    dtype: torch.dtype
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    def component_log_prob(self, x: Tensor) -> Tensor:  # pragma: no cover - every subclass has it
+        raise NotImplementedError
+
+    def _locations(self) -> Tensor:  # pragma: no cover - every subclass has it
+        """The component locations (K, dim): their dim and device are those of the draws."""
+        raise NotImplementedError
+
+    def _draw(self, comp: Tensor, generator: torch.Generator | None) -> Tensor:  # pragma: no cover
+        """One exact draw from each component of ``comp`` (n,), shape (n, dim), dtype ``dtype``."""
+        raise NotImplementedError
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log density (logsumexp over components) of x (N, 3) on S^2 or angles (N, d) on
+        T^d -> (N,), in the dtype of x."""
+        return torch.logsumexp(self.component_log_prob(x), dim=1).to(_dtype_of(x))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n exact draws, shape (n, 3) on S^2 or (n, d) in [-pi, pi)^d: a component by its
+        weight, then an exact draw from it (a vMF draw by inverse CDF; Best-Fisher rejection per
+        angle for von Mises)."""
+        loc = self._locations()
+        if _count(n) == 0:
+            return torch.empty(0, loc.shape[1], dtype=self.dtype, device=loc.device)
+        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        return self._draw(comp, generator)
+
+
+class VMFMixture(_Mixture):
     """A mixture sum_k w_k vMF(mu_k, kappa_k) on S^2.
 
     Args:
@@ -271,26 +313,16 @@ class VMFMixture:
         self.weights = _weights(weights, k)
         self.dtype = _out_dtype(means, dtype)
 
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[0]
-
     def component_log_prob(self, x: Tensor) -> Tensor:
         """log w_k + log vMF_k(x) for x (N, 3) -> (N, K), float64."""
         x64 = _points(x, 3).to(self.means.device)
         w = x64 @ self.means.T
         return torch.log(self.weights) + _log_c_plus_kappa(self.kappas) + self.kappas * (w - 1)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log density (logsumexp over components) of x (N, 3) -> (N,), dtype of x."""
-        out = torch.logsumexp(self.component_log_prob(x), dim=1)
-        return out.to(x.dtype if x.is_floating_point() else torch.get_default_dtype())
+    def _locations(self) -> Tensor:
+        return self.means
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n exact draws, shape (n, 3): a component by its weight, then a vMF draw from it."""
-        if _count(n) == 0:
-            return torch.empty(0, 3, dtype=self.dtype, device=self.means.device)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+    def _draw(self, comp: Tensor, generator: torch.Generator | None) -> Tensor:
         return _sample_vmf(self.means[comp], self.kappas[comp], generator).to(self.dtype)
 
     @classmethod
@@ -305,7 +337,7 @@ class VMFMixture:
         return fit_vmf_mixture(x, k, **kwargs)
 
 
-class VonMisesMixture:
+class VonMisesMixture(_Mixture):
     """A mixture on T^d whose components are products of d independent von Mises densities.
 
     p(x) = sum_k w_k prod_j exp(kappa_kj cos(x_j - mu_kj)) / (2 pi I0(kappa_kj)), with
@@ -335,10 +367,6 @@ class VonMisesMixture:
         self.dtype = _out_dtype(mu, dtype)
 
     @property
-    def n_components(self) -> int:
-        return self.mu.shape[0]
-
-    @property
     def dim(self) -> int:
         return self.mu.shape[1]
 
@@ -349,16 +377,10 @@ class VonMisesMixture:
         log_norm = LOG_2PI + torch.log(torch.special.i0e(self.kappa))  # log(2 pi I0) - kappa
         return torch.log(self.weights) + (self.kappa * (cos - 1) - log_norm).sum(-1)
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log density of angles x (N, d) -> (N,), in the dtype of x."""
-        out = torch.logsumexp(self.component_log_prob(x), dim=1)
-        return out.to(x.dtype if x.is_floating_point() else torch.get_default_dtype())
+    def _locations(self) -> Tensor:
+        return self.mu
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """n exact draws in [-pi, pi)^d, shape (n, d) (Best-Fisher rejection per angle)."""
-        if _count(n) == 0:
-            return torch.empty(0, self.dim, dtype=self.dtype, device=self.mu.device)
-        comp = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+    def _draw(self, comp: Tensor, generator: torch.Generator | None) -> Tensor:
         kappa = self.kappa[comp]
         theta = _sample_von_mises(kappa.reshape(-1), generator).reshape(kappa.shape)
         return wrap_angle(wrap_angle(theta + self.mu[comp]).to(self.dtype))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -129,8 +130,41 @@ def _seed(x: Tensor, k: int, dist2: Callable, generator, init: str) -> Tensor:
     return torch.tensor(idx)
 
 
-def _em(x, k, dist2, m_step, iters, tol, generator, init):
-    """EM from hard assignments to the seeds; stops when the mean log-lik gains < tol."""
+class _Family(NamedTuple):
+    """What sets one mixture family's EM fit apart, for :func:`_em`."""
+
+    dist2: Callable  # (x, centres) -> (N, C) squared chordal distances, for the seeding
+    resultant: Callable  # resp (N, K) -> new locations, resultant lengths (K,) or (K, d)
+    solve: Callable  # mean resultant length -> kappa (keyword kappa_max)
+    params: Callable  # model -> its (locations, kappas)
+    build: Callable  # (locations, kappas, weights) -> model
+
+
+def _em(x, k, family: _Family, iters, tol, generator, init, kappa_max, min_weight):
+    """The EM loop of both fits, from hard assignments to the seeds of :func:`_seed`; it stops
+    when the mean log-likelihood gains less than ``tol`` (or after ``iters`` steps).
+
+    The E-step is the posterior over ``model.component_log_prob``. The M-step: the weights
+    N_k / N, floored at ``min_weight`` and renormalized; each component's new location and
+    weighted resultant length; kappa solving A(kappa) = length / N_k; a component left without
+    points or with a zero resultant keeps its previous location and kappa.
+    """
+
+    def m_step(resp, prev):
+        nk = resp.sum(0)
+        w = (nk / resp.shape[0]).clamp_min(min_weight)
+        loc, length = family.resultant(resp)
+        per = nk.reshape(-1, *(1,) * (length.ndim - 1))  # N_k against length's shape
+        alive = (per > 1e-10) & (length > 1e-12 * per.clamp_min(1e-300))
+        kappa = family.solve(length / per.clamp_min(1e-300), kappa_max=kappa_max)
+        if prev is not None:
+            old_loc, old_kappa = family.params(prev)
+            loc_alive = alive.reshape(*alive.shape, *(1,) * (loc.ndim - alive.ndim))
+            loc = torch.where(loc_alive, loc, old_loc)
+            kappa = torch.where(alive, kappa, old_kappa)
+        return family.build(loc, kappa, w / w.sum())
+
+    dist2 = family.dist2
     seeds = x[_seed(x, k, dist2, generator, init).to(x.device)]
     resp = torch.nn.functional.one_hot(dist2(x, seeds).argmin(1), k).to(F64)
     model, prev, steps, converged = m_step(resp, None), -math.inf, 0, False
@@ -145,12 +179,6 @@ def _em(x, k, dist2, m_step, iters, tol, generator, init):
         model = m_step(torch.exp(joint - ll_each[:, None]), model)
     model.fit_info = {"iterations": steps, "train_log_lik": ll, "converged": converged}
     return model
-
-
-def _weights_from(resp: Tensor, min_weight: float) -> tuple[Tensor, Tensor]:
-    nk = resp.sum(0)
-    w = (nk / resp.shape[0]).clamp_min(min_weight)
-    return nk, w / w.sum()
 
 
 def fit_vmf_mixture(
@@ -187,21 +215,19 @@ def fit_vmf_mixture(
         raise ValueError("x must hold finite unit vectors (norms within 1e-3 of 1)")
     x64 = x64 / norm
 
-    def m_step(resp, prev):
-        nk, w = _weights_from(resp, min_weight)
+    def resultant(resp):
         s = resp.T @ x64
         length = s.norm(dim=1)
-        alive = (nk > 1e-10) & (length > 1e-12 * nk.clamp_min(1e-300))
-        means = s / length.clamp_min(1e-300)[:, None]
-        kappas = vmf_kappa_from_resultant(length / nk.clamp_min(1e-300), kappa_max=kappa_max)
-        if prev is not None:
-            means = torch.where(alive[:, None], means, prev.means)
-            kappas = torch.where(alive, kappas, prev.kappas)
-        return VMFMixture(means, kappas, w, dtype=x.dtype)
+        return s / length.clamp_min(1e-300)[:, None], length
 
-    return _em(
-        x64, k, lambda a, b: (2 - 2 * a @ b.T).clamp_min(0), m_step, iters, tol, generator, init
+    family = _Family(
+        dist2=lambda a, b: (2 - 2 * a @ b.T).clamp_min(0),
+        resultant=resultant,
+        solve=vmf_kappa_from_resultant,
+        params=lambda model: (model.means, model.kappas),
+        build=lambda means, kappas, w: VMFMixture(means, kappas, w, dtype=x.dtype),
     )
+    return _em(x64, k, family, iters, tol, generator, init, kappa_max, min_weight)
 
 
 def fit_von_mises_mixture(
@@ -232,24 +258,21 @@ def fit_von_mises_mixture(
     x64 = wrap_angle(x64)
     cos, sin = torch.cos(x64), torch.sin(x64)
 
-    def m_step(resp, prev):
-        nk, w = _weights_from(resp, min_weight)
+    def resultant(resp):
         c, s = resp.T @ cos, resp.T @ sin  # (K, d)
-        length = torch.sqrt(c**2 + s**2)
-        alive = (nk[:, None] > 1e-10) & (length > 1e-12 * nk.clamp_min(1e-300)[:, None])
-        mu = torch.atan2(s, c)
-        kappa = von_mises_kappa_from_resultant(
-            length / nk.clamp_min(1e-300)[:, None], kappa_max=kappa_max
-        )
-        if prev is not None:
-            mu = torch.where(alive, mu, prev.mu)
-            kappa = torch.where(alive, kappa, prev.kappa)
-        return VonMisesMixture(mu, kappa, w, dtype=x.dtype)
+        return torch.atan2(s, c), torch.sqrt(c**2 + s**2)
 
     def dist2(a, b):
         return (2 - 2 * torch.cos(a[:, None, :] - b[None])).sum(-1)
 
-    return _em(x64, k, dist2, m_step, iters, tol, generator, init)
+    family = _Family(
+        dist2=dist2,
+        resultant=resultant,
+        solve=von_mises_kappa_from_resultant,
+        params=lambda model: (model.mu, model.kappa),
+        build=lambda mu, kappa, w: VonMisesMixture(mu, kappa, w, dtype=x.dtype),
+    )
+    return _em(x64, k, family, iters, tol, generator, init, kappa_max, min_weight)
 
 
 def select_mixture(

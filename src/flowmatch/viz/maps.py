@@ -173,10 +173,22 @@ def _subsample(arr: np.ndarray, max_points: int) -> np.ndarray:
     return arr[idx]
 
 
-def _finish(fig, title: str | None, path: PathLike) -> Path:
+def _plot_sets(sets: list, figsize: tuple[float, float], axes, draw, title, path) -> Path:
+    """The panel loop of every plot: a figure of ``figsize``; each checked set (name, array,
+    colour) of :func:`_panels`, in order, on the axes that ``axes(fig, len(sets))`` yields for it,
+    drawn by ``draw(fig, ax, i, name, array, colour)``, which returns the panel's title; then the
+    figure's title, and the file written."""
+    fig = _new_figure(figsize)
+    for i, (ax, (name, arr, color)) in enumerate(zip(axes(fig, len(sets)), sets, strict=True)):
+        ax.set_title(draw(fig, ax, i, name, arr, color), fontsize=10)
     if title is not None:
         fig.suptitle(title)
     return _save_figure(fig, path)
+
+
+def _side_by_side(fig, n: int):
+    """n plain axes in a row, one per set."""
+    return fig.subplots(1, n, squeeze=False)[0]
 
 
 def _mollweide(fig, rows: int, cols: int, index: int):
@@ -225,13 +237,16 @@ def world_map(
     """
     sets = _panels(_unit_vectors, samples, "samples", reference, names, path)
     max_points = _check_positive_int(max_points, "max_points", 1)
-    fig = _new_figure((5.0 * len(sets), 3.0))
-    for i, (name, xyz, color) in enumerate(sets):
-        ax = _mollweide(fig, 1, len(sets), i + 1)
+
+    def maps(fig, n):
+        return (_mollweide(fig, 1, n, i + 1) for i in range(n))
+
+    def draw(fig, ax, i, name, xyz, color):
         lon, lat = _lonlat(_subsample(xyz, max_points))
         ax.scatter(lon, lat, s=2, c=color, alpha=0.3, linewidths=0, rasterized=True)
-        ax.set_title(f"{name} (N={len(xyz)})", fontsize=10)
-    return _finish(fig, title, path)
+        return f"{name} (N={len(xyz)})"
+
+    return _plot_sets(sets, (5.0 * len(sets), 3.0), maps, draw, title, path)
 
 
 def globe(
@@ -257,13 +272,13 @@ def globe(
     sets = _panels(_unit_vectors, samples, "samples", reference, names, path)
     center = _check_center(center)
     max_points = _check_positive_int(max_points, "max_points", 1)
-    fig = _new_figure((3.6 * len(sets), 3.8))
-    axes = fig.subplots(1, len(sets), squeeze=False)[0]
-    for ax, (name, xyz, color) in zip(axes, sets, strict=True):
+
+    def draw(fig, ax, i, name, xyz, color):
         pts = _subsample(xyz, max_points)
         shown = _globe_panel(ax, pts, center, color)
-        ax.set_title(f"{name} ({shown} of {len(pts)} in view)", fontsize=10)
-    return _finish(fig, title, path)
+        return f"{name} ({shown} of {len(pts)} in view)"
+
+    return _plot_sets(sets, (3.6 * len(sets), 3.8), _side_by_side, draw, title, path)
 
 
 def ramachandran(
@@ -288,10 +303,9 @@ def ramachandran(
     """
     sets = _panels(_torus_angles, angles, "angles", reference, names, path)
     bins = _check_positive_int(bins, "bins", 2)
-    fig = _new_figure((4.4 * len(sets), 4.0))
-    axes = fig.subplots(1, len(sets), squeeze=False)[0]
     edges = np.linspace(-180.0, 180.0, bins + 1)
-    for ax, (name, ang, color) in zip(axes, sets, strict=True):
+
+    def draw(fig, ax, i, name, ang, color):
         deg = np.degrees(ang)
         if len(deg) < _SCATTER_BELOW:
             ax.scatter(deg[:, 0], deg[:, 1], s=4, c=color, alpha=0.6, linewidths=0)
@@ -308,8 +322,9 @@ def ramachandran(
         ax.set(xlabel="φ (degrees)", ylabel="ψ (degrees)")
         ax.grid(True, color=_GRID_COLOR, linewidth=0.4)
         ax.tick_params(labelsize=8)
-        ax.set_title(f"{name} (N={len(deg)})", fontsize=10)
-    return _finish(fig, title, path)
+        return f"{name} (N={len(deg)})"
+
+    return _plot_sets(sets, (4.4 * len(sets), 4.0), _side_by_side, draw, title, path)
 
 
 def rotations(
@@ -336,11 +351,13 @@ def rotations(
     """
     sets = _panels(_rotation_matrices, matrices, "matrices", reference, names, path)
     max_points = _check_positive_int(max_points, "max_points", 1)
-    fig = _new_figure((9.0, 3.2 * len(sets)))
     grid = np.linspace(0.0, np.pi, 200)
-    for i, (name, mats, color) in enumerate(sets):
+
+    def maps(fig, n):  # the left column
+        return (_mollweide(fig, n, 2, 2 * i + 1) for i in range(n))
+
+    def draw(fig, ax, i, name, mats, color):
         axis, theta = _axis_angle(mats)
-        ax = _mollweide(fig, len(sets), 2, 2 * i + 1)
         ax.set_xticks(np.radians([-120, -60, 0, 60, 120]))  # a narrow panel: fewer labels
         shown = _subsample(np.column_stack([axis, theta]), max_points)
         lon, lat = _lonlat(shown[:, :3])
@@ -349,13 +366,14 @@ def rotations(
         )
         dots.set_rasterized(True)
         fig.colorbar(dots, ax=ax, label="angle θ (rad)", shrink=0.7)
-        ax.set_title(f"{name}: rotation axes (N={len(mats)})", fontsize=10)
-        ax = fig.add_subplot(len(sets), 2, 2 * i + 2)
-        ax.hist(theta, bins=_ANGLE_BINS, range=(0, np.pi), density=True, color=color, alpha=0.6)
-        ax.plot(grid, (1 - np.cos(grid)) / np.pi, color="k", linewidth=1.2, label="Haar")
-        ax.set_xticks([0, np.pi / 2, np.pi], ["0", "π/2", "π"])
-        ax.set(xlim=(0, np.pi), xlabel="angle θ", ylabel="density")
-        ax.tick_params(labelsize=8)
-        ax.legend(fontsize=7)
-        ax.set_title(f"{name}: rotation angle", fontsize=10)
-    return _finish(fig, title, path)
+        hist = fig.add_subplot(len(sets), 2, 2 * i + 2)
+        hist.hist(theta, bins=_ANGLE_BINS, range=(0, np.pi), density=True, color=color, alpha=0.6)
+        hist.plot(grid, (1 - np.cos(grid)) / np.pi, color="k", linewidth=1.2, label="Haar")
+        hist.set_xticks([0, np.pi / 2, np.pi], ["0", "π/2", "π"])
+        hist.set(xlim=(0, np.pi), xlabel="angle θ", ylabel="density")
+        hist.tick_params(labelsize=8)
+        hist.legend(fontsize=7)
+        hist.set_title(f"{name}: rotation angle", fontsize=10)
+        return f"{name}: rotation axes (N={len(mats)})"
+
+    return _plot_sets(sets, (9.0, 3.2 * len(sets)), maps, draw, title, path)
