@@ -234,7 +234,7 @@ def test_a_vocabulary_is_kept_in_the_model_file(tmp_path):
 
 def test_from_pretrained_rejects_a_continuous_model(tmp_path):
     fm.FlowModel(fm.models.MLP(dim=2), shape=(2,)).save_pretrained(tmp_path / "c")
-    with pytest.raises(ValueError, match="not a discrete model"):
+    with pytest.raises(ValueError, match="not a DiscreteFlowModel"):
         fd.DiscreteFlowModel.from_pretrained(tmp_path / "c")
 
 

@@ -83,28 +83,6 @@ def evaluate_run(
         )
         echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
         return rows, elbo
-    if data.is_manifold:
-        from flowmatch.evaluation.manifolds import manifold_report
-
-        for method in methods:
-            check_sampler(model, method, steps)
-        echo(
-            f"evaluating {run_dir} on {data.name}: {draws} draws of "
-            f"{data.max_eval_points(num)} points per figure, and the held-out NLL"
-        )
-        rows, floor = manifold_report(
-            model,
-            data,
-            run_dir,
-            seed=cfg.train.seed,
-            steps=steps,
-            methods=methods,
-            num=num,
-            draws=draws,
-            echo=echo,
-        )
-        echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
-        return rows, floor
     eta = eta if eta is not None else cfg.sample.eta
     noise = noise if noise is not None else cfg.sample.noise
     for method in methods:

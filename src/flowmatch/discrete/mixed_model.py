@@ -21,7 +21,6 @@ Time runs from t = 0 (noise, everything masked) to t = 1 (data).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +29,7 @@ from torch import Tensor, nn
 import flowmatch.models.mixed_mlp  # noqa: F401  (registers "mixed_mlp" for fm.load)
 from flowmatch.data.tabular import Standardizer
 from flowmatch.discrete.path import _check_kappa, kappa_from_dict, kappa_to_dict
+from flowmatch.models.base import Pretrained
 from flowmatch.paths import AffinePath
 from flowmatch.schedules import Linear, Schedule
 
@@ -57,7 +57,7 @@ class KappaPath:
         return out.alpha_t, out.d_alpha_t
 
 
-class MixedFlowModel(nn.Module):
+class MixedFlowModel(Pretrained, nn.Module):
     """A flow over table rows with Dc continuous and Dk categorical columns (see the module
     docstring for the data layout).
 
@@ -261,22 +261,6 @@ class MixedFlowModel(nn.Module):
             "kappa": kappa_to_dict(self.schedule),
             "standardizer": None if self.standardizer is None else self.standardizer.to_dict(),
         }
-
-    def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
-        """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
-        from flowmatch.models.files import save_flow
-
-        return save_flow(directory, self, ema=ema)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> MixedFlowModel:
-        """Load a mixed model directory (or run directory); see :func:`flowmatch.load`."""
-        from flowmatch.models.files import load
-
-        model = load(path, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path}: not a mixed model")
-        return model
 
 
 def mixed_from_spec(spec: dict[str, Any]) -> MixedFlowModel:

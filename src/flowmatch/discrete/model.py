@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -11,11 +10,12 @@ from torch import Tensor, nn
 
 from flowmatch.discrete.path import MixturePath
 from flowmatch.errors import SamplerError
+from flowmatch.models.base import Pretrained
 
 __all__ = ["DiscreteFlowModel"]
 
 
-class DiscreteFlowModel(nn.Module):
+class DiscreteFlowModel(Pretrained, nn.Module):
     """A discrete flow: a network predicting the posterior p(x1 | x_t), and what it means.
 
     The network maps token ids x_t (B, L) in [0, num_ids) and times t (B,) (t = 0 source,
@@ -171,19 +171,3 @@ class DiscreteFlowModel(nn.Module):
         from flowmatch.discrete.files import spec_of
 
         return spec_of(self)
-
-    def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
-        """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
-        from flowmatch.models.files import save_flow
-
-        return save_flow(directory, self, ema=ema)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> DiscreteFlowModel:
-        """Load a discrete model directory (or run directory); see :func:`flowmatch.load`."""
-        from flowmatch.models.files import load
-
-        model = load(path, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path}: not a discrete model")
-        return model

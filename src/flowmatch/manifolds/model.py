@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +12,7 @@ from flowmatch.errors import SamplerError
 from flowmatch.manifolds.base import Manifold
 from flowmatch.manifolds.path import GeodesicPath
 from flowmatch.manifolds.solvers import solve_manifold_ode
+from flowmatch.models.base import Pretrained
 from flowmatch.solvers import ODESolution
 
 __all__ = ["MANIFOLD_METHODS", "ManifoldFlowModel"]
@@ -22,7 +22,7 @@ MANIFOLD_METHODS: tuple[str, ...] = ("euler", "midpoint", "heun", "rk4")
 (:func:`~flowmatch.manifolds.solve_manifold_ode`)."""
 
 
-class ManifoldFlowModel(nn.Module):
+class ManifoldFlowModel(Pretrained, nn.Module):
     """A flow on a manifold: the network, its manifold and path, and what it was trained on.
 
     The network sees each point through ``manifold.features(x)`` (e.g. the cos and sin of
@@ -196,19 +196,3 @@ class ManifoldFlowModel(nn.Module):
         from flowmatch.manifolds.files import spec_of
 
         return spec_of(self)
-
-    def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
-        """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
-        from flowmatch.models.files import save_flow
-
-        return save_flow(directory, self, ema=ema)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> ManifoldFlowModel:
-        """Rebuild a saved manifold model (see :func:`flowmatch.load`)."""
-        from flowmatch.models.files import load
-
-        model = load(path, **kwargs)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path}: not a manifold model")
-        return model

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, TypeVar
+
 from torch import Tensor, nn
 
-__all__ = ["call_model"]
+__all__ = ["Pretrained", "call_model"]
+
+T = TypeVar("T")
 
 
 def call_model(
@@ -33,3 +38,30 @@ def call_model(
             "it must return a tensor of the input's shape"
         )
     return out
+
+
+class Pretrained:
+    """``save_pretrained`` / ``from_pretrained`` for a model class with ``config()`` and a
+    ``net`` (the discrete, mixed-table and manifold models): files as
+    :func:`flowmatch.models.files.save_flow` writes them, read back by :func:`flowmatch.load`.
+    """
+
+    def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
+        """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
+        from flowmatch.models.files import save_flow
+
+        return save_flow(directory, self, ema=ema)
+
+    @classmethod
+    def from_pretrained(cls: type[T], path: str | Path, **kwargs: Any) -> T:
+        """Load a model directory (or run directory) of this class; see :func:`flowmatch.load`.
+
+        Raises:
+            ValueError: the directory holds another kind of model.
+        """
+        from flowmatch.models.files import load
+
+        model = load(path, **kwargs)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path}: not a {cls.__name__}")
+        return model

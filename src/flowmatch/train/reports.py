@@ -63,7 +63,8 @@ def final_report(
     guidance: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[Any], Any]:
-    """Every row, the floor, ``eval.txt`` and ``quality_vs_nfe.png`` of a run.
+    """Every row, the floor, ``eval.txt`` and ``quality_vs_nfe.png`` of a run (a manifold
+    run's also hold its held-out NLL: :func:`~flowmatch.evaluation.manifolds.manifold_report`).
 
     Args:
         flow: the run's (EMA) model.
@@ -81,6 +82,13 @@ def final_report(
     Returns:
         The rows and the floor.
     """
+    if data.is_manifold:
+        from flowmatch.evaluation.manifolds import manifold_report
+
+        return manifold_report(
+            flow, data, directory, seed=seed, steps=steps, methods=methods, num=num,
+            draws=draws, echo=echo,
+        )  # fmt: skip
     metric = metric_of(data)
     if isinstance(metric, DigitsMetric):
         g = "none" if guidance is None else guidance
@@ -155,10 +163,16 @@ def plots(
     num: int = 5000,
 ) -> None:
     """The run's pictures at its sampler: ``samples.png`` and ``trajectories.png`` for 2-D
-    points; for images ``samples.png`` (a row per class, or a square grid) and ``path.png``
+    points; maps of points on a manifold (:func:`~flowmatch.evaluation.manifolds.manifold_plots`);
+    for images ``samples.png`` (a row per class, or a square grid) and ``path.png``
     (one sample's states from noise, t=0, to image, t=1)."""
     from flowmatch import viz
 
+    if data.is_manifold:
+        from flowmatch.evaluation.manifolds import manifold_plots
+
+        manifold_plots(flow, data, directory, seed=seed, steps=steps, method=method)
+        return
     directory = Path(directory)
     image = data.is_image
     if data.is_text or (not image and data.dim != 2):

@@ -247,15 +247,6 @@ class Trainer:
             rows, floor = mixed_report(ema, self.data, self.out, sample_steps=s.steps, **common)
             append_csv(self.out / "eval.csv", self.loop.step, rows)
             return rows, floor
-        if self.data.is_manifold:
-            from flowmatch.evaluation.manifolds import manifold_plots, manifold_report
-
-            rows, floor = manifold_report(ema, self.data, self.out, methods=ev.methods, **common)
-            append_csv(self.out / "eval.csv", self.loop.step, rows)
-            manifold_plots(
-                ema, self.data, self.out, seed=cfg.train.seed, steps=s.steps, method=s.method
-            )
-            return rows, floor
         if self.data.is_text:
             rows, floor = text_reports(
                 ema,
