@@ -92,8 +92,9 @@ data:
   chunk_length: 32
   too_long: drop
   holdout_share: 0.2
+  units: radians
 model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, time_frequency: 5.0,
-        init: runs/base}
+        fourier_features: 16, fourier_scale: 3.0, init: runs/base}
 path: {schedule: vp, beta_min: 0.2, beta_max: 10.0}
 coupling: {name: minibatch_ot, method: sinkhorn, reg: 0.1}
 time: {sampler: logit_normal, mean: -0.5, std: 1.5}
@@ -415,6 +416,8 @@ def test_full_yaml_round_trip(tmp_path: Path) -> None:
                 ("data", "text"),
                 ("data", "corpus"),
                 ("data", "categorical"),
+                ("data", "manifold"),
+                ("data", "columns"),
                 ("model", "name"),
             }:
                 assert value != base[key], f"{section}.{key} kept its default"
@@ -548,7 +551,7 @@ def test_apply_overrides_returns_a_new_config() -> None:
             "model.widht",
             [
                 "unknown key (valid keys: name, hidden, depth, activation, time_embed_dim, "
-                "time_frequency, init)"
+                "time_frequency, fourier_features, fourier_scale, init)"
             ],
         ),
         ("train: {step: 3}\n", (), "train.step", ["unknown key", "did you mean 'steps'?"]),
@@ -992,6 +995,8 @@ def test_params_are_the_variant_keys_but_the_tag() -> None:
         "activation": "silu",
         "time_embed_dim": 64,
         "time_frequency": None,
+        "fourier_features": 0,
+        "fourier_scale": 1.0,
     }
     unet = UNetConfig(multipliers=[1, 2, 2], attention=[4]).params()
     assert unet["multipliers"] == [1, 2, 2] and unet["attention"] == [4]
