@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from flowmatch.errors import SamplerError
-from flowmatch.models.base import call_model
+from flowmatch.models.base import call_model, net_labels
 from flowmatch.paths import PREDICTION_KINDS, AffinePath, BrownianBridgePath
 from flowmatch.sources import check_source, draw_source, source_log_prob
 
@@ -100,16 +100,11 @@ class FlowModel(nn.Module):
             raise ValueError(f"prediction must be one of {PREDICTION_KINDS}, got {prediction!r}")
         if not isinstance(path, AffinePath) and prediction != "velocity":
             raise ValueError(f"a {path!r} model predicts a velocity, got prediction={prediction!r}")
-        # The one place a net's own declarations are read: two_times, num_classes, null_class.
+        # A net's own declarations: two_times here, labels through models.base.net_labels.
         if two_times is None:
             two_times = bool(getattr(net, "two_times", False))
-        if num_classes is None:
-            num_classes = getattr(net, "num_classes", None)
-        if null_class is None:
-            null_class = getattr(net, "null_class", None)
+        num_classes, null_class = net_labels(net, num_classes, null_class)
         self.num_classes = _count(num_classes, "num_classes", 1)
-        if null_class is None:
-            null_class = self.num_classes
         self.null_class = _count(null_class, "null_class", 0)
         self.net = net
         self.path = path

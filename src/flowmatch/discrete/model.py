@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from flowmatch.discrete.path import MixturePath
 from flowmatch.errors import SamplerError
-from flowmatch.models.base import Pretrained
+from flowmatch.models.base import Pretrained, net_labels
 
 __all__ = ["DiscreteFlowModel"]
 
@@ -62,12 +62,7 @@ class DiscreteFlowModel(Pretrained, nn.Module):
             raise ValueError(
                 f"vocab has {vocab.size} tokens but the path's vocab_size is {path.vocab_size}"
             )
-        if num_classes is None:
-            num_classes = getattr(net, "num_classes", None)
-        if null_class is None:
-            null_class = getattr(net, "null_class", None)
-        if null_class is None and num_classes is not None:
-            null_class = num_classes
+        num_classes, null_class = net_labels(net, num_classes, null_class)
         self.net = net
         self.path = path
         self.length = length

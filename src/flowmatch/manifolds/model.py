@@ -12,7 +12,7 @@ from flowmatch.errors import SamplerError
 from flowmatch.manifolds.base import Manifold
 from flowmatch.manifolds.path import GeodesicPath
 from flowmatch.manifolds.solvers import solve_manifold_ode
-from flowmatch.models.base import Pretrained
+from flowmatch.models.base import Pretrained, net_labels
 from flowmatch.solvers import ODESolution
 
 __all__ = ["MANIFOLD_METHODS", "ManifoldFlowModel"]
@@ -66,15 +66,10 @@ class ManifoldFlowModel(Pretrained, nn.Module):
         path = GeodesicPath(manifold) if path is None else path
         if not isinstance(path, GeodesicPath) or path.manifold != manifold:
             raise ValueError(f"path must be a GeodesicPath on {manifold!r}, got {path!r}")
-        if num_classes is None:
-            num_classes = getattr(net, "num_classes", None)
-        if null_class is None:
-            null_class = getattr(net, "null_class", None)
         self.net = net
         self.manifold = manifold
         self.path = path
-        self.num_classes = num_classes
-        self.null_class = num_classes if null_class is None else null_class
+        self.num_classes, self.null_class = net_labels(net, num_classes, null_class)
         self.info = dict(info or {})
         # What the shared training loop reads: the loss draws the base itself.
         self.source = None

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
-__all__ = ["Pretrained", "call_model"]
+__all__ = ["Pretrained", "call_model", "net_labels"]
 
 T = TypeVar("T")
 
@@ -65,3 +65,15 @@ class Pretrained:
         if not isinstance(model, cls):
             raise ValueError(f"{path}: not a {cls.__name__}")
         return model
+
+
+def net_labels(
+    net: nn.Module, num_classes: int | None, null_class: int | None
+) -> tuple[int | None, int | None]:
+    """A model's labels: the arguments given, else the net's ``num_classes`` / ``null_class``
+    attributes; the null class ("no label", classifier-free guidance) defaults to K."""
+    if num_classes is None:
+        num_classes = getattr(net, "num_classes", None)
+    if null_class is None:
+        null_class = getattr(net, "null_class", None)
+    return num_classes, num_classes if null_class is None else null_class
