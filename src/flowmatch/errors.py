@@ -11,6 +11,8 @@ __all__ = [
     "DataError",
     "FlowmatchError",
     "ModelFileError",
+    "NumericalError",
+    "Preempted",
     "RunExistsError",
     "SamplerError",
 ]
@@ -58,3 +60,27 @@ class SamplerError(FlowmatchError):
 
 class RunExistsError(FlowmatchError):
     """The output directory already holds a run and neither resume nor overwrite was asked."""
+
+
+class NumericalError(RuntimeError):
+    """A numerical stop (exit code 3): non-finite values where finite ones were needed (a
+    loss, a gradient, samples), or an iterative routine that did not converge within its cap.
+    Not a user-input error: the input was valid, the numbers went wrong. ``str(err)`` is one
+    line."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class Preempted(Exception):  # noqa: N818 - a state, not an error
+    """Training stopped on SIGTERM/SIGINT (or ``train.max_minutes``) after writing a complete
+    checkpoint; ``flowmatch train`` exits with code 75 (EX_TEMPFAIL: resume me).
+
+    Attributes:
+        step: the step of the checkpoint written.
+        reason: what asked for the stop (``SIGTERM``, ``SIGINT``, ``max_minutes``).
+    """
+
+    def __init__(self, step: int, reason: str) -> None:
+        super().__init__(f"stopped by {reason} at step {step}; a checkpoint was written")
+        self.step, self.reason = step, reason

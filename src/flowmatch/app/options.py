@@ -35,19 +35,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def handles_user_errors(fn: F) -> F:
     """Turn the user-input errors raised by a command into one line on stderr and exit 2.
 
-    A training run whose loss turns non-finite exits with code 3 and one line.
+    A numerical stop (:class:`~flowmatch.errors.NumericalError`: a non-finite loss, non-finite
+    samples, a solver past its cap) exits with code 3 and one line.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from flowmatch.train.loop import NonFiniteLossError
+        from flowmatch.errors import NumericalError
 
         try:
             return fn(*args, **kwargs)
         except _user_errors() as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=2) from None
-        except NonFiniteLossError as err:
+        except NumericalError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code=3) from None
 

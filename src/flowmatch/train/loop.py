@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from flowmatch.errors import NumericalError
 from flowmatch.evaluation import seeds
 from flowmatch.flow import FlowModel
 from flowmatch.train import distributed
@@ -38,7 +39,7 @@ from flowmatch.train.logging import MetricsLog, disabled_log, progress_bar
 __all__ = ["LoopSettings", "NonFiniteLossError", "OptimSettings", "TrainLoop", "lr_lambda"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(NumericalError):
     """The loss or the gradient became NaN/Inf; the run stopped before applying it."""
 
 
