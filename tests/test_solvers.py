@@ -154,3 +154,20 @@ def test_bad_input():
         fm.solve_ode(lambda x, t: x[:, :1], x, method="dopri5")
     with pytest.raises(ValueError, match="atol"):
         fm.solve_ode(f, x, method="dopri5", atol=0.0)
+
+
+def test_dopri5_stops_at_its_step_cap_with_a_named_error() -> None:
+    # a velocity that oscillates ever faster: the adaptive step shrinks without end, so the
+    # solver must stop at max_steps (6 evaluations each, +1 for the first) instead of spinning
+    from flowmatch.errors import NumericalError
+    from flowmatch.solvers import AdaptiveOptions, _dopri5
+
+    def stiff(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 1e3 * torch.sin(1e4 * t[:, None] * x) * x
+
+    with pytest.raises(NumericalError, match=r"dopri5 took more than 50 steps"):
+        _dopri5(
+            stiff, torch.ones(4, 2), torch.tensor([0.0, 1.0]), options=AdaptiveOptions(max_steps=50)
+        )
+    with pytest.raises(ValueError, match="max_steps"):
+        AdaptiveOptions(max_steps=0)

@@ -72,7 +72,7 @@ class NumericalError(RuntimeError):
         super().__init__(" ".join(str(message).split()))
 
 
-class Preempted(Exception):  # noqa: N818 - a state, not an error
+class Preempted(Exception):
     """Training stopped on SIGTERM/SIGINT (or ``train.max_minutes``) after writing a complete
     checkpoint; ``flowmatch train`` exits with code 75 (EX_TEMPFAIL: resume me).
 

@@ -103,11 +103,15 @@ class AdaptiveOptions:
             cheapest, but a point's accuracy depends on the other points in its batch) or
             ``per_sample`` (the worst point's RMS: every point meets the tolerances, at the
             cost of more steps).
+        max_steps: the most accepted-or-rejected steps before giving up with a
+            :class:`~flowmatch.errors.NumericalError` (a stiff or diverging velocity would
+            otherwise shrink the step without end); each step costs 6 evaluations.
     """
 
     atol: float = 1e-5
     rtol: float = 1e-5
     error_norm: str = "batch"
+    max_steps: int = 10_000
 
     def __post_init__(self) -> None:
         if not (self.atol > 0 and self.rtol > 0):
@@ -116,6 +120,8 @@ class AdaptiveOptions:
             )
         if self.error_norm not in ("batch", "per_sample"):
             raise ValueError(f"error_norm must be 'batch' or 'per_sample', got {self.error_norm!r}")
+        if not (isinstance(self.max_steps, int) and self.max_steps >= 1):
+            raise ValueError(f"max_steps must be an integer >= 1, got {self.max_steps!r}")
 
 
 def time_grid(
@@ -296,10 +302,25 @@ def _dopri5(
     # (1% of the span, then adapted) replaces torchdiffeq's initial-step probe, which can
     # evaluate far beyond the end.
     span = abs(float(grid[-1] - grid[0]))
-    settings: dict[str, object] = {"step_t": grid[-1:], "first_step": 0.01 * span}
+    settings: dict[str, object] = {
+        "step_t": grid[-1:],
+        "first_step": 0.01 * span,
+        "max_num_steps": opts.max_steps,
+    }
     if opts.error_norm == "per_sample":
         settings["norm"] = lambda r: r.reshape(batch, -1).pow(2).mean(1).sqrt().max()
-    ys = odeint(rhs, x, grid, method="dopri5", atol=opts.atol, rtol=opts.rtol, options=settings)
+    try:
+        ys = odeint(rhs, x, grid, method="dopri5", atol=opts.atol, rtol=opts.rtol, options=settings)
+    except AssertionError as err:  # torchdiffeq states its step cap with an assert
+        if "max_num_steps" not in str(err):
+            raise
+        from flowmatch.errors import NumericalError
+
+        raise NumericalError(
+            f"dopri5 took more than {opts.max_steps} steps ({nfe} velocity evaluations) "
+            f"without reaching t={float(grid[-1]):g} at atol={opts.atol:g}, rtol={opts.rtol:g}: "
+            "the velocity is stiff or diverging; use a fixed-step method or looser tolerances"
+        ) from None
     if callback is not None:
         for k in range(1, ys.shape[0]):
             callback(k, ys[k])

@@ -472,7 +472,6 @@ def test_failed_dump_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Monk
         ("optim.lr=2E-4", "optim", "lr", 2e-4),
         ("optim.lr=.5", "optim", "lr", 0.5),
         ("train.steps=500", "train", "steps", 500),
-        ("train.steps=1e3", "train", "steps", 1000),
         ("train.ema_decay=0", "train", "ema_decay", 0.0),
         ("train.compile=true", "train", "compile", True),
         ("train.tensorboard=false", "train", "tensorboard", False),
@@ -560,27 +559,32 @@ def test_apply_overrides_returns_a_new_config() -> None:
         (None, ("foo.bar=1",), "foo", ["unknown key", "valid keys: data"]),
         (None, ("train.steps.x=1",), "train.steps.x", ["unknown key", "train.steps is a value"]),
         # wrong types
-        (None, ("train.steps=abc",), "train.steps", ["expected an integer > 0, got 'abc'"]),
-        (None, ("train.steps=true",), "train.steps", ["expected an integer > 0, got true"]),
-        (None, ("train.steps=1.5",), "train.steps", ["expected an integer > 0, got 1.5"]),
-        (None, ("optim.lr=fast",), "optim.lr", ["expected a number > 0, got 'fast'"]),
-        (None, ("model.time_frequency=0",), "model.time_frequency", ["expected a number > 0"]),
+        (None, ("train.steps=abc",), "train.steps", ["expected an integer in (0, ", "got 'abc'"]),
+        (None, ("train.steps=true",), "train.steps", ["expected an integer in (0, ", "got true"]),
+        (None, ("train.steps=1.5",), "train.steps", ["expected an integer in (0, ", "got 1.5"]),
+        (None, ("optim.lr=fast",), "optim.lr", ["expected a number in (0, ", "got 'fast'"]),
+        (
+            None,
+            ("model.time_frequency=0",),
+            "model.time_frequency",
+            ["expected a number in (0, 1000000] or null, got 0"],
+        ),
         (None, ("train.compile=3",), "train.compile", ["expected true or false, got 3"]),
         ("train: 5\n", (), "train", ["expected a mapping (keys: steps, batch_size"]),
         (None, ("data.source=moons",), "data.source", ["expected a mapping (keys: name) or null"]),
         (None, ("data.path=3",), "data.path", ["expected a string or null, got 3"]),
-        (None, ("eval.steps=[1, x]",), "eval.steps[1]", ["expected an integer > 0, got 'x'"]),
+        (None, ("eval.steps=[1, x]",), "eval.steps[1]", ["expected an integer in (0, ", "got 'x'"]),
         ("train: 5\n", ("train.steps=3",), "train", ["expected a mapping", "got 5"]),
         # out of range
-        ("train: {steps: -5}\n", (), "train.steps", ["expected an integer > 0, got -5"]),
-        (None, ("train.seed=-1",), "train.seed", ["expected an integer >= 0, got -1"]),
+        ("train: {steps: -5}\n", (), "train.steps", ["expected an integer in (0, ", "got -5"]),
+        (None, ("train.seed=-1",), "train.seed", ["expected an integer in [0, ", "got -1"]),
         (None, ("train.ema_decay=1.0",), "train.ema_decay", ["expected a number in [0, 1)"]),
-        (None, ("optim.lr=0",), "optim.lr", ["expected a number > 0, got 0"]),
-        (None, ("optim.lr=.inf",), "optim.lr", ["expected a number > 0, got inf"]),
-        (None, ("optim.grad_clip=-1",), "optim.grad_clip", ["> 0 or null, got -1"]),
+        (None, ("optim.lr=0",), "optim.lr", ["expected a number in (0, ", "got 0"]),
+        (None, ("optim.lr=.inf",), "optim.lr", ["expected a number in (0, ", "got inf"]),
+        (None, ("optim.grad_clip=-1",), "optim.grad_clip", ["] or null, got -1"]),
         (None, ("optim.betas=[0.9, 1]",), "optim.betas[1]", ["a number in [0, 1), got 1"]),
         (None, ("optim.betas=[0.9]",), "optim.betas", ["a list of 2 numbers in [0, 1)"]),
-        (None, ("model.depth=0",), "model.depth", ["expected an integer > 0, got 0"]),
+        (None, ("model.depth=0",), "model.depth", ["expected an integer in (0, ", "got 0"]),
         (None, ("model.time_embed_dim=63",), "model.time_embed_dim", ["an even integer"]),
         (
             None,
@@ -600,18 +604,28 @@ def test_apply_overrides_returns_a_new_config() -> None:
             "path.beta_end",
             ["> path.beta_start (0.05), got 0.02"],
         ),
-        (None, ("path.schedule=ddpm", "path.timesteps=1"), "path.timesteps", [">= 2, got 1"]),
-        (None, ("path.schedule=polynomial", "path.n=0"), "path.n", ["a number > 0, got 0"]),
+        (
+            None,
+            ("path.schedule=ddpm", "path.timesteps=1"),
+            "path.timesteps",
+            ["in [2, 100000], got 1"],
+        ),
+        (None, ("path.schedule=polynomial", "path.n=0"), "path.n", ["a number in (0, ", "got 0"]),
         (None, ("time.sampler=constant", "time.value=1.5"), "time.value", ["in [0, 1], got 1.5"]),
         (
             "data: {name: digits}\nmodel: {name: unet, multipliers: ' 1,x'}\n",
             (),
             "model.multipliers[1]",
-            ["expected an integer > 0, got 'x'"],
+            ["expected an integer in (0, ", "got 'x'"],
         ),
-        (None, ("eval.steps=[1, -2]",), "eval.steps[1]", ["expected an integer > 0, got -2"]),
-        (None, ("eval.steps=[]",), "eval.steps", ["expected a non-empty list of integers > 0"]),
-        (None, ("eval.draws=0",), "eval.draws", ["expected an integer > 0, got 0"]),
+        (None, ("eval.steps=[1, -2]",), "eval.steps[1]", ["expected an integer in (0, ", "got -2"]),
+        (
+            None,
+            ("eval.steps=[]",),
+            "eval.steps",
+            ["expected a non-empty list of integers in (0, 100000]"],
+        ),
+        (None, ("eval.draws=0",), "eval.draws", ["expected an integer in (0, ", "got 0"]),
         # unknown names
         (
             None,
@@ -649,9 +663,9 @@ def test_invalid_values(
 def test_several_errors_join_on_one_line(tmp_path: Path) -> None:
     err = config_error(tmp_path, "train: {steps: 0, batch_size: -1}\nmodel: {depth: x}\n")
     message = str(err)
-    assert "model.depth: expected an integer > 0, got 'x'" in message
-    assert "train.steps: expected an integer > 0, got 0" in message
-    assert "train.batch_size: expected an integer > 0, got -1" in message
+    assert "model.depth: expected an integer in (0, 1024], got 'x'" in message
+    assert "train.steps: expected an integer in (0, 1000000000], got 0" in message
+    assert "train.batch_size: expected an integer in (0, 1048576], got -1" in message
     assert message.count("; ") == 2
 
 
@@ -729,7 +743,9 @@ def test_not_utf8(tmp_path: Path) -> None:
 def test_config_from_dict_errors() -> None:
     with pytest.raises(ConfigError, match=r"^config: expected a mapping of sections"):
         config_from_dict([1, 2])  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"^config: optim\.lr: expected a number > 0, got -1$"):
+    with pytest.raises(
+        ConfigError, match=r"^config: optim\.lr: expected a number in \(0, 10\], got -1$"
+    ):
         config_from_dict({"optim": {"lr": -1}})
     assert config_from_dict({}) == config_from_dict(None) == RunConfig()
     assert issubclass(ConfigError, ValueError)
@@ -1204,3 +1220,102 @@ def test_with_absolute_paths(tmp_path: Path) -> None:
     custom = with_absolute_paths(custom, tmp_path)
     assert custom.model.init == str((tmp_path / "runs" / "b").resolve())
     assert custom.model.params() == {"width": 4}
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict types and bounds
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "expected"),
+    [
+        ("train.steps='5'", "train.steps", "expected an integer in (0, 1000000000], got '5'"),
+        ("train.steps=5.0", "train.steps", "got 5.0"),
+        ("train.steps=1e3", "train.steps", "got 1000.0"),
+        ("optim.lr='1e-3'", "optim.lr", "expected a number in (0, 10], got '1e-3'"),
+        ("train.steps=1000000001", "train.steps", "expected an integer in (0, 1000000000]"),
+        (
+            "train.seed=9223372036854775808",
+            "train.seed",
+            "expected an integer in [0, 9223372036854775807]",
+        ),
+        ("train.seed=100000000000000000000000000000", "train.seed", "expected an integer"),
+        ("model.hidden=1000000000", "model.hidden", "expected an integer in (0, 65536]"),
+        ("model.depth=10000000", "model.depth", "expected an integer in (0, 1024]"),
+        ("eval.draws=100000000", "eval.draws", "expected an integer in (0, 1000]"),
+        ("eval.steps=[1000000000]", "eval.steps[0]", "expected an integer in (0, 100000]"),
+        ("eval.num_samples=10000000", "eval.num_samples", "(0, 1000000]"),
+        ("data.num_holdout=1000000000", "data.num_holdout", "(0, 100000000]"),
+        ("train.batch_size=10000000", "train.batch_size", "(0, 1048576]"),
+        ("sample.steps=1000000000", "sample.steps", "(0, 100000]"),
+        ("coupling={name: minibatch_ot, method: sinkhorn, reg: 1e-300}", "coupling.reg", "[0.0001"),
+        ("optim.lr=1e9", "optim.lr", "(0, 10]"),
+        ("train.batch_size=true", "train.batch_size", "got true"),
+    ],
+)
+def test_numbers_are_strict_and_bounded(override: str, key: str, expected: str) -> None:
+    # '5', 5.0 and 1e3 are not silently read as integers; every number has an upper bound
+    # stated in the message, so a typo cannot ask for a network or an allocation no machine has
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"config: {key}: "), message
+    assert expected in message, message
+
+
+def test_comma_lists_read_integers() -> None:
+    # a comma-separated string is a list whose digit items are integers (the string says so)
+    assert load_config(None, ["eval.steps=1, 2,16"]).eval.steps == [1, 2, 16]
+    with pytest.raises(ConfigError, match=r"eval.steps\[1\]"):
+        load_config(None, ["eval.steps=1,x"])
+
+
+def test_long_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"data\.path: expected a string"):
+        load_config(None, [f"data.path={'a' * 5000}.csv"])
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML safety: bombs and deep nesting are refused before anything is built
+
+
+def _laughs(levels: int) -> str:
+    text = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, levels):
+        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n"
+    return text
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (_laughs(9) + "eval: {steps: *l8}\n", "expands to more than 100000 values"),
+        ("train: {steps: " + "[" * 50_000 + "]" * 50_000 + "}\n", "nested more than 64 levels"),
+        ("train: " + "{a: " * 5_000 + "1" + "}" * 5_000 + "\n", "nested more than 64 levels"),
+        ("eval: {steps: &a [1, *a]}\n", "a recursive alias"),
+    ],
+    ids=["billion-laughs", "deep-lists", "deep-mappings", "recursive-alias"],
+)
+def test_yaml_bombs_are_one_line_errors(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert fragment in str(info.value)
+    assert str(path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_bomb_in_an_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"eval\.steps: .*nested more than 64 levels"):
+        load_config(None, ["eval.steps=" + "[" * 100 + "]" * 100])
+    with pytest.raises(ConfigError, match=r"eval\.steps: .*expands to more than 100000 values"):
+        load_config(None, ["eval.steps={" + _laughs(9).replace("\n", ", ") + "}"])
+
+
+def test_small_aliases_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "alias.yaml"
+    path.write_text("train: {steps: &n 7, log_every: *n}\n")
+    cfg = load_config(path)
+    assert (cfg.train.steps, cfg.train.log_every) == (7, 7)

@@ -5,7 +5,7 @@ A run config is a YAML mapping of sections (``data``, ``model``, ``path``, ``cou
 an empty file is a valid run. Unknown keys, wrong types and out-of-range values are errors,
 reported as a one-line `ConfigError` that names the dotted key::
 
-    config: train.steps: expected an integer > 0, got -5
+    config: train.steps: expected an integer in (0, 1000000000], got -5
 
 Five sections choose one of several options, each with its own keys (discriminated unions,
 in `choices`): ``path`` by ``schedule``, ``coupling`` by ``name``, ``time`` by ``sampler``,

@@ -15,6 +15,7 @@ from pydantic import Field, Tag, model_validator
 
 from flowmatch.train.config.models import MODEL
 from flowmatch.train.config.types import (
+    MAX_SCALE,
     Choice,
     NonNegativeFloat,
     PositiveFloat,
@@ -65,7 +66,7 @@ class PolynomialPathConfig(_PathVariant):
     """
 
     schedule: Literal["polynomial"] = "polynomial"
-    n: PositiveFloat = 2.0
+    n: Annotated[_Float, Field(gt=0, le=100)] = 2.0
 
 
 class VPPathConfig(_PathVariant):
@@ -107,7 +108,7 @@ class DDPMPathConfig(_PathVariant):
     """
 
     schedule: Literal["ddpm"] = "ddpm"
-    timesteps: Annotated[_Int, Field(ge=2)] = 1000
+    timesteps: Annotated[_Int, Field(ge=2, le=100_000)] = 1000
     betas: Literal["linear", "cosine"] = "linear"
     beta_start: PositiveFloat = 1e-4
     beta_end: Annotated[_Float, Field(gt=0, lt=1)] = 0.02
@@ -150,7 +151,7 @@ class MinibatchOTConfig(_CouplingVariant):
 
     name: Literal["minibatch_ot"] = "minibatch_ot"
     method: Literal["exact", "sinkhorn"] = "exact"
-    reg: PositiveFloat = 0.05
+    reg: Annotated[_Float, Field(ge=1e-4, le=MAX_SCALE)] = 0.05
 
 
 class SchrodingerBridgeConfig(_CouplingVariant):
@@ -196,7 +197,7 @@ class LogitNormalTimeConfig(_TimeVariant):
     """
 
     sampler: Literal["logit_normal"] = "logit_normal"
-    mean: _Float = 0.0
+    mean: Annotated[_Float, Field(ge=-100, le=100)] = 0.0
     std: PositiveFloat = 1.0
 
 
@@ -303,7 +304,7 @@ class DiscreteObjectiveConfig(_ObjectiveVariant):
     name: Literal["discrete"] = "discrete"
     source: Literal["mask", "uniform"] = "mask"
     kappa: Literal["linear", "cosine", "polynomial"] = "linear"
-    n: PositiveFloat = 2.0
+    n: Annotated[_Float, Field(gt=0, le=100)] = 2.0
     loss: Literal["ce", "gkl"] = "ce"
     cond_dropout: UnitFloat = 0.1
 

@@ -27,8 +27,41 @@ from flowmatch.train.config.types import Choice
 # YAML
 
 
+MAX_YAML_DEPTH = 64
+"""The deepest nesting of mappings and lists a config may have (a run config has 3 levels)."""
+MAX_YAML_NODES = 100_000
+"""The most values a config may expand to, aliases counted at every use (a "billion laughs"
+alias bomb is a few hundred bytes that expand to 10^9 values)."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2) and rejects duplicate keys."""
+    """SafeLoader that reads ``1e-3`` as a float (YAML 1.2), rejects duplicate keys, and
+    refuses documents nested deeper than `MAX_YAML_DEPTH` or expanding (aliases included) to
+    more than `MAX_YAML_NODES` values, before building them."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -56,6 +89,42 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789."),
 )
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph that expands to more than `MAX_YAML_NODES` values or refers to
+    itself (a recursive alias); linear in the number of distinct nodes."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"expands to more than {MAX_YAML_NODES} values (an alias bomb?)",
+                    node.start_mark,
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise yaml.composer.ComposerError(
+                None, None, "a recursive alias (a value that contains itself)", node.start_mark
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
 
 
 def _parse_yaml(text: str) -> Any:

@@ -48,15 +48,19 @@ def _constraints(meta: list[Any]) -> dict[str, Any]:
     return found
 
 
+def _num(value: Any) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
 def _range(bounds: dict[str, Any]) -> str:
     lo = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
     hi = ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
     if lo and hi:
-        return f" in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
+        return f" in {lo[0]}{_num(lo[1])}, {_num(hi[1])}{hi[0]}"
     if lo:
-        return f" {'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+        return f" {'>=' if lo[0] == '[' else '>'} {_num(lo[1])}"
     if hi:
-        return f" {'<=' if hi[0] == ']' else '<'} {hi[1]:g}"
+        return f" {'<=' if hi[0] == ']' else '<'} {_num(hi[1])}"
     return ""
 
 

@@ -9,15 +9,19 @@ from pydantic import ConfigDict, Field, Tag, field_validator
 
 from flowmatch.train.config.types import (
     CUSTOM,
+    MAX_WIDTH,
     Activation,
     Choice,
+    Depth,
     EvenPositiveInt,
     NonEmptyPositiveIntList,
-    NonNegativeInt,
+    PathStr,
     PositiveFloat,
-    PositiveInt,
     PositiveIntList,
     UnitFloat,
+    Width,
+    _Float,
+    _Int,
     _Variant,
 )
 
@@ -45,14 +49,14 @@ class MLPConfig(_ModelVariant):
     """
 
     name: Literal["mlp"] = "mlp"
-    hidden: PositiveInt = 256
-    depth: PositiveInt = 3
+    hidden: Width = 256
+    depth: Depth = 3
     activation: Activation = "silu"
     time_embed_dim: EvenPositiveInt = 64
     time_frequency: PositiveFloat | None = None
-    fourier_features: NonNegativeInt = 0
+    fourier_features: Annotated[_Int, Field(ge=0, le=MAX_WIDTH)] = 0
     fourier_scale: PositiveFloat = 1.0
-    init: str | None = None
+    init: PathStr | None = None
 
 
 class UNetConfig(_ModelVariant):
@@ -70,15 +74,15 @@ class UNetConfig(_ModelVariant):
     """
 
     name: Literal["unet"] = "unet"
-    channels: PositiveInt = 32
+    channels: Width = 32
     multipliers: NonEmptyPositiveIntList = Field(default_factory=lambda: [1, 2])
-    res_blocks: PositiveInt = 1
+    res_blocks: Depth = 1
     attention: PositiveIntList = Field(default_factory=list)
-    groups: PositiveInt = 8
+    groups: Width = 8
     dropout: UnitFloat = 0.0
     time_embed_dim: EvenPositiveInt = 64
     time_frequency: PositiveFloat | None = None
-    init: str | None = None
+    init: PathStr | None = None
 
 
 class TransformerConfig(_ModelVariant):
@@ -97,13 +101,13 @@ class TransformerConfig(_ModelVariant):
     """
 
     name: Literal["transformer"] = "transformer"
-    dim: PositiveInt = 128
-    depth: PositiveInt = 4
-    heads: PositiveInt = 4
-    mlp_ratio: PositiveFloat = 4.0
+    dim: Width = 128
+    depth: Depth = 4
+    heads: Depth = 4
+    mlp_ratio: Annotated[_Float, Field(gt=0, le=64)] = 4.0
     dropout: UnitFloat = 0.0
     positions: Literal["learned", "rotary"] = "learned"
-    init: str | None = None
+    init: PathStr | None = None
 
 
 class CustomModelConfig(_ModelVariant):
@@ -120,7 +124,7 @@ class CustomModelConfig(_ModelVariant):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    init: str | None = None
+    init: PathStr | None = None
 
     @field_validator("name")
     @classmethod

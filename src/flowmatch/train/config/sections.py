@@ -24,19 +24,29 @@ from flowmatch.train.config.models import (
 from flowmatch.train.config.types import (
     DATA_SUFFIXES,
     MANIFOLD_DATASETS,
+    MAX_BATCH,
+    MAX_LIST,
+    MAX_POINTS,
+    MAX_SAMPLES,
+    MAX_WIDTH,
     DataName,
     ManifoldName,
-    NonEmptyPositiveIntList,
     NonNegativeFloat,
     NonNegativeInt,
+    PathStr,
     PositiveFloat,
     PositiveInt,
     Probability,
     SamplerName,
+    Seed,
+    SolverSteps,
+    SolverStepsList,
     ToyName,
     UnitFloat,
+    Width,
     _as_list,
     _FieldProblem,
+    _Float,
     _Int,
     _Section,
 )
@@ -97,25 +107,25 @@ class DataConfig(_Section):
     """
 
     name: DataName | None = None
-    path: str | None = None
-    images: str | None = None
-    labels: str | None = None
+    path: PathStr | None = None
+    images: PathStr | None = None
+    labels: PathStr | None = None
     image_size: Annotated[_Int, Field(ge=8, le=64)] = 32
     channels: Literal[1, 3] = 1
-    pairs: str | None = None
+    pairs: PathStr | None = None
     source: SourceConfig | None = None
-    num_train: PositiveInt = 100_000
-    num_holdout: PositiveInt = 5_000
-    text: str | None = None
+    num_train: Annotated[_Int, Field(gt=0, le=MAX_POINTS)] = 100_000
+    num_holdout: Annotated[_Int, Field(gt=0, le=MAX_POINTS)] = 5_000
+    text: PathStr | None = None
     corpus: Literal["names", "smiles", "pydoc"] | None = None
     text_mode: Literal["lines", "chunks"] = "lines"
-    max_length: PositiveInt | None = None
-    chunk_length: PositiveInt = 64
+    max_length: Width | None = None
+    chunk_length: Width = 64
     too_long: Literal["error", "truncate", "drop"] = "error"
     holdout_share: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    categorical: list[str] | None = None
+    categorical: Annotated[list[str], Field(max_length=MAX_WIDTH)] | None = None
     manifold: ManifoldName | None = None
-    columns: list[str] | None = None
+    columns: Annotated[list[str], Field(max_length=MAX_LIST)] | None = None
     units: Literal["degrees", "radians"] = "degrees"
 
     @model_validator(mode="before")
@@ -215,8 +225,8 @@ class OptimConfig(_Section):
         betas: Adam's (beta1, beta2), each in [0, 1).
     """
 
-    lr: PositiveFloat = 1e-3
-    weight_decay: NonNegativeFloat = 0.0
+    lr: Annotated[_Float, Field(gt=0, le=10)] = 1e-3
+    weight_decay: Annotated[_Float, Field(ge=0, le=10)] = 0.0
     warmup_steps: NonNegativeInt = 0
     grad_clip: PositiveFloat | None = 1.0
     betas: tuple[UnitFloat, UnitFloat] = (0.9, 0.999)
@@ -240,9 +250,9 @@ class TrainConfig(_Section):
     """
 
     steps: PositiveInt = 20_000
-    batch_size: PositiveInt = 256
+    batch_size: Annotated[_Int, Field(gt=0, le=MAX_BATCH)] = 256
     ema_decay: UnitFloat = 0.999
-    seed: NonNegativeInt = 0
+    seed: Seed = 0
     checkpoint_every: PositiveInt = 1_000
     eval_every: PositiveInt = 2_000
     log_every: PositiveInt = 100
@@ -267,7 +277,7 @@ class SampleConfig(_Section):
         corrector: text, mask source: strength of the corrector that re-masks tokens (0: off).
     """
 
-    steps: PositiveInt = 16
+    steps: SolverSteps = 16
     method: SamplerName = "midpoint"
     eta: Probability = 0.0
     noise: NonNegativeFloat = 1.0
@@ -287,12 +297,12 @@ class EvalConfig(_Section):
         draws: independent draws, for the mean and spread of each metric.
     """
 
-    steps: NonEmptyPositiveIntList = Field(default_factory=lambda: [1, 2, 4, 8, 16])
-    methods: Annotated[list[SamplerName], BeforeValidator(_as_list), Field(min_length=1)] = Field(
-        default_factory=lambda: ["euler", "midpoint"]
-    )
-    num_samples: PositiveInt = 5_000
-    draws: PositiveInt = 5
+    steps: SolverStepsList = Field(default_factory=lambda: [1, 2, 4, 8, 16])
+    methods: Annotated[
+        list[SamplerName], BeforeValidator(_as_list), Field(min_length=1, max_length=MAX_LIST)
+    ] = Field(default_factory=lambda: ["euler", "midpoint"])
+    num_samples: Annotated[_Int, Field(gt=0, le=MAX_SAMPLES)] = 5_000
+    draws: Annotated[_Int, Field(gt=0, le=1000)] = 5
 
 
 class RunConfig(_Section):

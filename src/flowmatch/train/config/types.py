@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    Strict,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -40,16 +41,23 @@ DATA_SUFFIXES = (".csv", ".npy")
 
 
 def _reject_bool(value: Any) -> Any:
-    # pydantic's lax mode reads True as 1; in a config that is always a mistake.
+    # a boolean is an int in Python; in a config it is always a mistake
     if isinstance(value, bool):
         raise PydanticCustomError("bool_not_number", "a boolean is not a number")
     return value
 
 
+def _int_item(item: str) -> Any:
+    # an item of a comma-separated string: "4" is the integer 4 (the string says so); any
+    # other text stays a string for the item's own type to accept or refuse
+    text = item.strip()
+    return int(text) if text.isdigit() and len(text) <= 19 else text
+
+
 def _as_list(value: Any) -> Any:
     # lets `--set eval.steps=1,2,4` mean `--set eval.steps=[1,2,4]`, and `eval.steps=8` mean [8]
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return [_int_item(item) for item in value.split(",") if item.strip()]
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return [value]
     return value
@@ -61,19 +69,64 @@ def _even(value: int) -> int:
     return value
 
 
-_Int = Annotated[int, BeforeValidator(_reject_bool)]
-_Float = Annotated[float, BeforeValidator(_reject_bool)]
-PositiveInt = Annotated[_Int, Field(gt=0)]
-NonNegativeInt = Annotated[_Int, Field(ge=0)]
-PositiveFloat = Annotated[_Float, Field(gt=0)]
-NonNegativeFloat = Annotated[_Float, Field(ge=0)]
+# Upper bounds of the config's numbers, so that a typo (or a fuzzer) cannot ask for a network,
+# a run or an allocation no machine has: each is far above any sane run, and stated in the
+# error message (``expected an integer in (0, 1e+09]``).
+MAX_STEPS = 10**9
+"""Steps, intervals and warmup of a run."""
+MAX_WIDTH = 2**16
+"""Widths of networks (hidden units, channels, embedding sizes, features)."""
+MAX_DEPTH = 1024
+"""Depths of networks (layers, blocks, heads)."""
+MAX_POINTS = 10**8
+"""Points of a data set (drawn toy points, held-out points, text lengths)."""
+MAX_BATCH = 2**20
+"""Points per training step."""
+MAX_SAMPLES = 10**6
+"""Samples per evaluation draw."""
+MAX_SOLVER_STEPS = 100_000
+"""Solver steps of one sampling."""
+MAX_SEED = 2**63 - 1
+"""Seeds: torch's generators take 64-bit seeds."""
+MAX_LIST = 64
+"""Entries of a list of step counts, methods, levels."""
+MAX_SCALE = 1_000_000
+"""Positive real parameters (noise scales, frequencies, clip norms)."""
+MAX_PATH = 4096
+"""Characters of a file path (Linux's PATH_MAX)."""
+
+# Integers are strict: ``'5'`` and ``5.0`` are not the integer 5 (YAML reads 5 as an
+# integer, so nothing is lost; a string or a float there is a mistake to report).
+_Int = Annotated[int, BeforeValidator(_reject_bool), Strict()]
+_Float = Annotated[float, BeforeValidator(_reject_bool), Strict()]  # 1 is accepted as 1.0
+PositiveInt = Annotated[_Int, Field(gt=0, le=MAX_STEPS)]
+NonNegativeInt = Annotated[_Int, Field(ge=0, le=MAX_STEPS)]
+StepCount = Annotated[_Int, Field(gt=0, le=MAX_STEPS)]
+Width = Annotated[_Int, Field(gt=0, le=MAX_WIDTH)]
+Depth = Annotated[_Int, Field(gt=0, le=MAX_DEPTH)]
+Seed = Annotated[_Int, Field(ge=0, le=MAX_SEED)]
+PositiveFloat = Annotated[_Float, Field(gt=0, le=MAX_SCALE)]
+NonNegativeFloat = Annotated[_Float, Field(ge=0, le=MAX_SCALE)]
 UnitFloat = Annotated[_Float, Field(ge=0, lt=1)]  # in [0, 1)
 Probability = Annotated[_Float, Field(ge=0, le=1)]  # in [0, 1]
-EvenPositiveInt = Annotated[PositiveInt, AfterValidator(_even)]
-PositiveIntList = Annotated[list[PositiveInt], BeforeValidator(_as_list)]
-NonEmptyPositiveIntList = Annotated[
-    list[PositiveInt], BeforeValidator(_as_list), Field(min_length=1)
+EvenWidth = Annotated[Width, AfterValidator(_even)]
+EvenPositiveInt = EvenWidth
+SolverSteps = Annotated[_Int, Field(gt=0, le=MAX_SOLVER_STEPS)]
+PositiveIntList = Annotated[
+    list[Annotated[_Int, Field(gt=0, le=MAX_WIDTH)]],
+    BeforeValidator(_as_list),
+    Field(max_length=MAX_LIST),
 ]
+NonEmptyPositiveIntList = Annotated[
+    list[Annotated[_Int, Field(gt=0, le=MAX_WIDTH)]],
+    BeforeValidator(_as_list),
+    Field(min_length=1, max_length=MAX_LIST),
+]
+SolverStepsList = Annotated[
+    list[SolverSteps], BeforeValidator(_as_list), Field(min_length=1, max_length=MAX_LIST)
+]
+PathStr = Annotated[str, Field(min_length=1, max_length=MAX_PATH)]
+"""A file path (at most PATH_MAX characters)."""
 
 
 class _FieldProblem(ValueError):
