@@ -23,7 +23,8 @@ from flowmatch.errors import ModelFileError
 from flowmatch.flow import FlowModel
 from flowmatch.models import registry
 from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
-from flowmatch.paths import PREDICTION_KINDS, AffinePath, path_from_dict, path_to_dict
+from flowmatch.models.spec import FORMAT_VERSION, check_arch, check_spec
+from flowmatch.paths import AffinePath, path_from_dict, path_to_dict
 
 if TYPE_CHECKING:
     from flowmatch.discrete.mixed_model import MixedFlowModel
@@ -42,8 +43,6 @@ __all__ = [
     "spec_of",
 ]
 
-FORMAT_VERSION = 1
-_REQUIRED = ("arch", "path", "prediction")
 INFO_KEYS = ("data", "columns", "class_names", "objective", "coupling")
 """Descriptive keys of ``config.json`` kept in :attr:`FlowModel.info`."""
 
@@ -57,14 +56,26 @@ def build_path(spec: dict[str, Any]) -> AffinePath:
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """A freshly initialized network from ``{"name": "mlp", **kwargs}`` (any registered name).
 
+    The arguments are checked first (:func:`flowmatch.models.spec.check_arch`: a built-in
+    network's types, bounds and size, so that an absurd size is refused before it is built).
+
     Raises:
-        ValueError: an unknown name or bad arguments, naming them.
+        ValueError: an unknown name, bad arguments or a network over the size limit, naming
+            them (``arch.KEY: ...``).
     """
-    params = dict(arch)
+    params = check_arch(arch)
     if params.get("name") in ("mlp", "unet"):
         # Files written before time_frequency existed embedded time at up to 1000 rad.
         params.setdefault("time_frequency", DEFAULT_TIME_FREQUENCY)
-    return registry.build(params)
+    try:
+        return registry.build(params)
+    except ValueError as err:
+        raise ValueError(f"arch: {err}") from None
+    except Exception as err:  # a registered network of your own may raise anything
+        detail = " ".join(str(err).split())
+        raise ValueError(
+            f"arch: building model {params['name']!r} failed ({type(err).__name__}: {detail})"
+        ) from None
 
 
 def spec_of(flow: FlowModel) -> dict[str, Any]:
@@ -93,11 +104,17 @@ def spec_of(flow: FlowModel) -> dict[str, Any]:
 
 
 def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) -> Path:
+    """Check the spec as :func:`load` will (a file that cannot be read back is never
+    written), then write the weights and ``config.json``, each atomically."""
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
     full = {"format_version": FORMAT_VERSION, **spec}
-    text = json.dumps(full, indent=2, sort_keys=True) + "\n"  # fails before any write
+    try:
+        check_spec(json.loads(json.dumps(full, allow_nan=False)), "config.json")
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
+    text = json.dumps(full, indent=2, sort_keys=True) + "\n"
+    directory.mkdir(parents=True, exist_ok=True)
     for name, net in nets.items():
         tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         with atomic_path(directory / f"{name}.safetensors") as tmp:
@@ -140,8 +157,19 @@ def save_model(
     optionally ``source``, ``standardizer``, ``shape``, ...) and the raw and EMA nets.
 
     :meth:`FlowModel.save_pretrained` is the usual way; this is for specs written by hand.
+    A path given with some of its schedule's parameters is written with all of them (the
+    schedule's defaults), as a file must carry them.
+
+    Raises:
+        ModelFileError: a spec that :func:`load` would refuse, naming the key.
     """
-    return _write(Path(directory), dict(spec), {"model": model, "ema": ema or model})
+    spec = dict(spec)
+    if isinstance(spec.get("path"), dict) and spec.get("kind") in (None, "flow", "manifold"):
+        try:
+            spec["path"] = path_to_dict(path_from_dict(spec["path"]))
+        except (TypeError, ValueError) as err:
+            raise ModelFileError(f"{directory}: cannot save the model (path: {err})") from None
+    return _write(Path(directory), spec, {"model": model, "ema": ema or model})
 
 
 def _model_dir(path: str | Path) -> Path:
@@ -156,54 +184,42 @@ def _model_dir(path: str | Path) -> Path:
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
-    """The ``config.json`` of a run or model directory, checked."""
+    """The ``config.json`` of a run or model directory, fully checked
+    (:func:`flowmatch.models.spec.check_spec`: every key, with bounds, before anything is
+    built).
+
+    Raises:
+        ModelFileError: ``FILE: KEY: what was expected`` (one line).
+    """
     cfg_file = _model_dir(path) / "config.json"
     try:
         spec = json.loads(cfg_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{cfg_file}: not a valid JSON model config ({err})") from None
-    if not isinstance(spec, dict) or spec.get("format_version") != FORMAT_VERSION:
-        raise ModelFileError(
-            f"{cfg_file}: expected a model config with format_version {FORMAT_VERSION}"
-        )
-    kind = spec.get("kind")
-    required = {
-        "discrete": ("arch", "path", "length"),
-        "mixed": ("arch", "num_continuous", "vocab_sizes"),
-        "manifold": ("arch", "manifold"),
-    }.get(kind if isinstance(kind, str) else "", _REQUIRED)
-    for key in required:
-        if key not in spec:
-            raise ModelFileError(f"{cfg_file}: missing key {key!r}")
-    return spec
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        detail = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise ModelFileError(f"{cfg_file}: not a valid JSON model config ({detail})") from None
+    return check_spec(spec, cfg_file)
 
 
 def _flow_from_spec(spec: dict[str, Any], net: nn.Module) -> FlowModel:
-    """The FlowModel a spec describes around a built net (files of every version so far)."""
+    """The FlowModel a checked spec describes around a built net (files of every version)."""
     from flowmatch.data.tabular import Standardizer
 
     arch = spec["arch"]
-    prediction = spec["prediction"]
-    if prediction not in PREDICTION_KINDS:
-        raise ValueError(f"prediction must be one of {PREDICTION_KINDS}, got {prediction!r}")
     shape = spec.get("shape")
     if shape is None and isinstance(arch.get("dim"), int):
         shape = [arch["dim"]]  # files written before images existed
-    if shape is not None and not (
-        isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)
-    ):
-        raise ValueError(f"shape must be a list of positive integers, got {shape!r}")
     num_classes = spec.get("num_classes")
     if num_classes is None and isinstance(spec.get("class_names"), list):
         num_classes = len(spec["class_names"])
     transform = None
     if spec.get("standardizer") is not None:
         transform = Standardizer.from_dict(spec["standardizer"])
+    two_times = spec.get("two_times")
     return FlowModel(
         net,
         path=path_from_dict(spec["path"]),
-        prediction=prediction,
-        two_times=bool(spec.get("two_times", arch.get("two_times", False))),
+        prediction=spec["prediction"],
+        two_times=bool(arch.get("two_times", False) if two_times is None else two_times),
         source=spec.get("source"),
         num_classes=num_classes,
         null_class=spec.get("null_class"),
@@ -211,6 +227,49 @@ def _flow_from_spec(spec: dict[str, Any], net: nn.Module) -> FlowModel:
         shape=shape,
         info={k: spec[k] for k in INFO_KEYS if k in spec},
     )
+
+
+def _build(spec: dict[str, Any]) -> Any:
+    """The model of a checked spec, freshly initialized."""
+    kind = spec.get("kind")
+    if kind == "discrete":
+        from flowmatch.discrete.files import flow_from_spec
+
+        return flow_from_spec(spec)
+    if kind == "mixed":
+        from flowmatch.discrete.mixed_model import mixed_from_spec
+
+        return mixed_from_spec(spec)
+    if kind == "manifold":
+        from flowmatch.manifolds.files import flow_from_spec as manifold_flow
+
+        return manifold_flow(spec)
+    return _flow_from_spec(spec, build_model(spec["arch"]))
+
+
+def _read_weights(weight_file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, refused if any holds NaN or Inf."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(weight_file))
+    except (OSError, SafetensorError, ValueError, RuntimeError) as err:
+        detail = " ".join(str(err).split())
+        raise ModelFileError(f"{weight_file}: cannot read weights ({detail})") from None
+    bad = {
+        name: int((~torch.isfinite(t)).sum())
+        for name, t in state.items()
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all())
+    }
+    if bad:
+        name, count = next(iter(bad.items()))
+        others = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+        raise ModelFileError(
+            f"{weight_file}: tensor {name!r} holds {count} NaN/Inf values of "
+            f"{state[name].numel()}{others}; non-finite weights cannot be used"
+        )
+    return state
 
 
 def load(
@@ -235,37 +294,22 @@ def load(
     Raises:
         ModelFileError: a missing, corrupted or mismatched file, named in the message.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     directory = _model_dir(path)
+    cfg_file = directory / "config.json"
     spec = load_spec(directory)
     try:
-        if not isinstance(spec["arch"], dict):
-            raise ValueError(f"arch must be a mapping, got {spec['arch']!r}")
-        if spec.get("kind") == "discrete":
-            from flowmatch.discrete.files import flow_from_spec
-
-            flow: Any = flow_from_spec(spec)
-        elif spec.get("kind") == "mixed":
-            from flowmatch.discrete.mixed_model import mixed_from_spec
-
-            flow = mixed_from_spec(spec)
-        elif spec.get("kind") == "manifold":
-            from flowmatch.manifolds.files import flow_from_spec as manifold_flow
-
-            flow = manifold_flow(spec)
-        else:
-            flow = _flow_from_spec(spec, build_model(spec["arch"]))
-    except (TypeError, ValueError, KeyError) as err:
-        raise ModelFileError(f"{directory / 'config.json'}: invalid model config ({err})") from None
+        flow = _build(spec)
+    except ModelFileError:
+        raise
+    except Exception as err:  # a registered network may raise anything: one line, the file
+        detail = " ".join(str(err).split()) or type(err).__name__
+        if not detail.startswith("arch"):
+            detail = f"invalid model config ({type(err).__name__}: {detail})"
+        raise ModelFileError(f"{cfg_file}: {detail}") from None
     weight_file = directory / f"{weights}.safetensors"
-    try:
-        state = load_file(str(weight_file))
-    except (OSError, SafetensorError, ValueError) as err:
-        raise ModelFileError(f"{weight_file}: cannot read weights ({err})") from None
+    state = _read_weights(weight_file)
     try:
         flow.net.load_state_dict(state, strict=True)
     except RuntimeError as err:
