@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 
+from flowmatch.app.guards import check_finite
 from flowmatch.app.sample import point_shape
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
 from flowmatch.discrete.mixed_model import MixedFlowModel
 from flowmatch.discrete.model import DiscreteFlowModel
-from flowmatch.errors import DataError, ModelFileError
+from flowmatch.errors import DataError, ModelFileError, NumericalError
 from flowmatch.manifolds import ManifoldFlowModel
 from flowmatch.models.files import load
 from flowmatch.sources import source_log_prob as _source_log_prob
@@ -102,6 +103,7 @@ def likelihood_run(
     Raises:
         DataError: an unreadable data file, the wrong number of columns, or a bad ``out``.
         ModelFileError: an unloadable run, or a source without a log-density.
+        NumericalError: a point whose log-density is NaN/Inf (nothing is written; exit 3).
     """
     from flowmatch.likelihood import log_likelihood
 
@@ -138,23 +140,32 @@ def likelihood_run(
     with count_bar(progress) as bar:
         task = bar.add_task("likelihood", total=x.shape[0])
         for start in range(0, x.shape[0], batch_size):
-            res = log_likelihood(
-                model,
-                x[start : start + batch_size],
-                method=method,
-                num_probes=num_probes,
-                atol=atol,
-                rtol=rtol,
-                source_log_prob=log_p0,
-                generator=generator,
-                return_result=True,
-                error_norm=error_norm,
-            )
+            try:
+                res = log_likelihood(
+                    model,
+                    x[start : start + batch_size],
+                    method=method,
+                    num_probes=num_probes,
+                    atol=atol,
+                    rtol=rtol,
+                    source_log_prob=log_p0,
+                    generator=generator,
+                    return_result=True,
+                    error_norm=error_norm,
+                )
+            except AssertionError as err:  # torchdiffeq's dopri5 on a NaN/Inf velocity
+                stop = min(x.shape[0], start + batch_size)
+                raise NumericalError(
+                    f"likelihood: the ODE solver failed on points {start + 1} to {stop} "
+                    f"({' '.join(str(err).split())}); the model's velocity is not finite there, "
+                    "nothing was written"
+                ) from None
             log_probs.append(res.log_prob + log_jacobian)
             std_errs.append(res.std_err)
             nfes.append(res.nfe)
             bar.update(task, completed=min(x.shape[0], start + batch_size))
     log_prob, std_err = torch.cat(log_probs).double(), torch.cat(std_errs).double()
+    check_finite(log_prob.float(), what="likelihood", items="points' log-densities")
     n = log_prob.shape[0]
     # The spread of the per-point values already holds the probes' noise (Hutchinson), so the
     # standard error of the mean over points covers both.

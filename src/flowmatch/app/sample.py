@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from flowmatch.app.guards import check_finite, check_num
 from flowmatch.app.manifold import sample_manifold
 from flowmatch.app.text import TextOptions, sample_text
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
@@ -122,10 +123,13 @@ def sample_run(
             fewer than 2 rows or the wrong number of columns.
         ModelFileError: an unloadable run.
         SamplerError: a sampler, label or guidance that does not fit the model.
+        UsageError: ``num`` samples too many for memory (refused before any allocation).
+        NumericalError: samples holding NaN/Inf (nothing is written; exit code 3).
     """
     out = Path(out)
     text = text if text is not None else TextOptions()
     model = load(run_dir)
+    check_num(model, num)
     if isinstance(model, DiscreteFlowModel):
         if interpolate is not None or method is not None:
             flag = "--interpolate" if interpolate is not None else "--method"
@@ -212,6 +216,7 @@ def sample_run(
         guided = f", guidance {guidance:g}" if guidance is not None else ""
         x, what = res.x, f"samples ({how}, NFE {res.nfe}{guided})"
     x = model.decode(x)
+    check_finite(x.float())  # as written: float32 (a float64 value past 3.4e38 is Inf there)
     _write(model, x, out, image=image, per_class=labels is not None, what=what)
     echo(f"wrote {num} {what} to {out}")
     return out
@@ -292,6 +297,7 @@ def _sample_mixed(
         raise SamplerError(f"{flag}: a table with categorical columns has one sampler")
     n = steps if steps is not None else run_defaults(run_dir).steps
     x = sample_mixed(model, num, steps=n, generator=torch.Generator().manual_seed(seed))
+    check_finite(x[:, : model.num_continuous].float(), items="rows")
     dc = model.num_continuous
     save_mixed_table(out, x[:, :dc], x[:, dc:], **model.layout)
     echo(f"wrote {num} rows (NFE {n}) to {out}")
