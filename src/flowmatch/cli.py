@@ -21,6 +21,7 @@ from flowmatch.app.options import (
     int_list,
     load_plugins,
     method_list,
+    say,
 )
 
 app = typer.Typer(
@@ -71,24 +72,24 @@ def demo(
     if oracle:
         from flowmatch.app.demo import oracle_demo
 
-        oracle_demo(out if out is not None else Path("runs/demo"), echo=typer.echo)
+        oracle_demo(out if out is not None else Path("runs/demo"), echo=say)
         return
     from flowmatch.app.demo import airports_demo, digits_demo, names_demo, training_demo
 
     if dataset == "airports":
         out = out if out is not None else Path("runs/demo_airports")
-        airports_demo(out, steps=steps, progress=progress, echo=typer.echo)
+        airports_demo(out, steps=steps, progress=progress, echo=say)
         return
     if dataset == "names":
         out = out if out is not None else Path("runs/demo_names")
-        names_demo(out, steps=steps, progress=progress, echo=typer.echo)
+        names_demo(out, steps=steps, progress=progress, echo=say)
         return
     if dataset == "digits":
         out = out if out is not None else Path("runs/demo_digits")
-        digits_demo(out, steps=steps, progress=progress, echo=typer.echo)
+        digits_demo(out, steps=steps, progress=progress, echo=say)
         return
     out = out if out is not None else Path("runs/demo")
-    training_demo(out, steps=steps or 20000, progress=progress, echo=typer.echo)
+    training_demo(out, steps=steps or 20000, progress=progress, echo=say)
 
 
 @app.command()
@@ -129,9 +130,7 @@ def train(
         cfg = load_config(config, overrides)
         out = out if out is not None else Path("runs") / config.stem
     base_dir = config.parent if config is not None else Path(".")
-    result = Trainer(
-        cfg, out, resume=resume, progress=progress, base_dir=base_dir, echo=typer.echo
-    ).run()
+    result = Trainer(cfg, out, resume=resume, progress=progress, base_dir=base_dir, echo=say).run()
     typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
 
 
@@ -216,7 +215,7 @@ def sample(
         cond=cond,
         guidance=guidance,
         text=text,
-        echo=typer.echo,
+        echo=say,
     )
 
 
@@ -246,7 +245,7 @@ def eval_(
         num=num,
         eta=eta,
         noise=noise,
-        echo=typer.echo,
+        echo=say,
     )
 
 
@@ -285,7 +284,7 @@ def reflow(
         overrides=set_ or [],
         resume=resume,
         progress=progress,
-        echo=typer.echo,
+        echo=say,
     )
     typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
 
@@ -336,7 +335,7 @@ def likelihood(
         error_norm="per_sample" if per_point_tolerance else "batch",
         out=out,
         progress=progress,
-        echo=typer.echo,
+        echo=say,
     )
 
 

@@ -7,6 +7,7 @@ command line can print it as it is (exit code 2). All derive from ``ValueError``
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointError",
     "ConfigError",
     "DataError",
     "FlowmatchError",
@@ -56,6 +57,11 @@ class SamplerError(FlowmatchError):
     def __init__(self, message: str, *, option: str | None = None) -> None:
         super().__init__(message)
         self.option = option
+
+
+class CheckpointError(FlowmatchError):
+    """A checkpoint that cannot be read back (damaged, tampered, implausible) or written (a
+    full disk); the message names the checkpoint and says what is left intact."""
 
 
 class RunExistsError(FlowmatchError):

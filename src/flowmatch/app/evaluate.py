@@ -9,6 +9,7 @@ from typing import Any
 from flowmatch.app.sample import check_sampler
 from flowmatch.errors import ModelFileError
 from flowmatch.models.files import load
+from flowmatch.runlock import RunLock
 from flowmatch.train.config import load_config
 from flowmatch.train.data import load_run_data
 from flowmatch.train.reports import final_report
@@ -38,12 +39,29 @@ def evaluate_run(
     (:func:`flowmatch.train.reports.final_report`, the same seed streams), so the same
     settings give the trainer's numbers.
 
+    It holds the run directory's lock while it writes (a run still training there is a
+    :class:`~flowmatch.runlock.RunLockedError`).
+
     Returns:
         The rows (one per method and step count) and the floor.
     """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ModelFileError(f"{run_dir}: not a run directory (no config.yaml)")
+    with RunLock(run_dir, what="flowmatch eval"):  # it writes eval.txt and plots into the run
+        return _evaluate(run_dir, steps, methods, draws, num, eta, noise, echo)
+
+
+def _evaluate(
+    run_dir: Path,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    draws: int,
+    num: int,
+    eta: float | None,
+    noise: float | None,
+    echo: Callable[[str], None],
+) -> tuple[list[Any], Any]:
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
     model = load(run_dir)

@@ -1,4 +1,4 @@
-"""What the commands share: one-line user errors (exit 2), list options, plugins."""
+"""What the commands share: exit codes and one-line errors, list options, plugins."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ import typer
 
 __all__ = [
     "ETA_HELP",
+    "EXIT_INTERRUPTED",
+    "EXIT_NUMERICAL",
+    "EXIT_PREEMPTED",
+    "EXIT_USAGE",
     "NOISE_HELP",
     "Plugins",
     "UsageError",
@@ -17,6 +21,7 @@ __all__ = [
     "int_list",
     "load_plugins",
     "method_list",
+    "say",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,25 +37,71 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UsageError, FlowmatchError)
 
 
-def handles_user_errors(fn: F) -> F:
-    """Turn the user-input errors raised by a command into one line on stderr and exit 2.
+EXIT_USAGE = 2
+"""Bad input: a config, data file, model file, checkpoint, flag; a full disk; too little memory."""
+EXIT_NUMERICAL = 3
+"""A numerical stop: a non-finite loss or samples, a solver past its cap."""
+EXIT_PREEMPTED = 75
+"""EX_TEMPFAIL: training stopped on SIGTERM/SIGINT or ``train.max_minutes`` after a complete
+checkpoint; run ``flowmatch train --resume --out RUN`` to continue."""
+EXIT_INTERRUPTED = 130
+"""Interrupted (a second Ctrl-C, or Ctrl-C outside training)."""
 
-    A numerical stop (:class:`~flowmatch.errors.NumericalError`: a non-finite loss, non-finite
-    samples, a solver past its cap) exits with code 3 and one line.
+
+def say(message: str) -> None:
+    """The commands' ``echo``: progress lines to stdout, ``warning: ...`` lines to stderr."""
+    typer.echo(message, err=message.startswith("warning:"))
+
+
+def _os_error(err: OSError) -> str:
+    """An OSError as one line: the file, then the reason (``No space left on device``)."""
+    where = err.filename if err.filename is not None else None
+    reason = err.strerror or str(err) or type(err).__name__
+    return f"{where}: {reason}" if where is not None else reason
+
+
+def handles_user_errors(fn: F) -> F:
+    """The one place where a command's errors become exit codes, each with one line on stderr.
+
+    - exit 2: input errors (:class:`~flowmatch.errors.FlowmatchError`, :class:`UsageError`),
+      and the machine refusing what was asked: an ``OSError`` (a full disk, a missing or
+      unwritable folder, a name too long), a safetensors error, ``MemoryError``;
+    - exit 3: a numerical stop (:class:`~flowmatch.errors.NumericalError`: a non-finite loss,
+      non-finite samples, a solver past its cap);
+    - exit 75: training was preempted (SIGTERM/SIGINT, ``train.max_minutes``) after writing a
+      complete checkpoint (:class:`~flowmatch.errors.Preempted`);
+    - exit 130: interrupted.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from flowmatch.errors import NumericalError
+        from safetensors import SafetensorError
 
+        from flowmatch.errors import NumericalError, Preempted
+
+        code, message = 0, ""
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
         except _user_errors() as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=2) from None
+            code, message = EXIT_USAGE, f"error: {err}"
         except NumericalError as err:
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(code=3) from None
+            code, message = EXIT_NUMERICAL, f"error: {err}"
+        except Preempted as err:
+            code, message = EXIT_PREEMPTED, f"stopped: {err}; continue with --resume"
+        except OSError as err:
+            code, message = EXIT_USAGE, f"error: {_os_error(err)}"
+        except SafetensorError as err:
+            code, message = EXIT_USAGE, f"error: unreadable safetensors file ({err})"
+        except MemoryError:
+            code, message = EXIT_USAGE, "error: not enough memory for what was asked"
+        except RecursionError:
+            code, message = EXIT_USAGE, "error: the input is nested too deeply"
+        except KeyboardInterrupt:
+            code, message = EXIT_INTERRUPTED, "interrupted"
+        typer.echo(" ".join(message.split()), err=True)
+        raise typer.Exit(code=code) from None
 
     return wrapper  # type: ignore[return-value]
 

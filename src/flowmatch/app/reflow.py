@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from flowmatch.app.sample import run_defaults, sample_labels
 from flowmatch.errors import ModelFileError, RunExistsError
 from flowmatch.models.files import load
+from flowmatch.runlock import LOCK_NAME, RunLock
 from flowmatch.train.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from flowmatch.train.logging import count_bar
 from flowmatch.train.trainer import Trainer, TrainResult
@@ -63,8 +66,6 @@ def reflow_run(
         RunExistsError: ``out`` already holds a run (and not ``resume``) or other files.
         ConfigError: a bad override.
     """
-    from flowmatch.rectify import reflow_pairs, save_pairs
-
     run_dir, out = Path(run_dir), Path(out)
     if resume:
         if not (out / "config.yaml").is_file():
@@ -80,8 +81,7 @@ def reflow_run(
         raise RunExistsError(
             f"{out}: already holds a run; pass --resume to continue it or choose another --out"
         )
-    if out.is_dir() and any(p.name != PAIRS_FILE for p in out.iterdir()):
-        raise RunExistsError(f"{out}: exists and is not empty; choose another --out")
+    _check_empty(out)
     base = load_config(run_dir / "config.yaml")
     model = load(run_dir)
     raw = config_to_dict(base)
@@ -95,6 +95,47 @@ def reflow_run(
         raw["sample"] = {"steps": 1, "method": "euler"}
         raw["eval"]["steps"], raw["eval"]["methods"] = [1, 2, 4], ["euler"]
     cfg = apply_overrides(config_from_dict(raw), overrides)  # validated before any write
+
+    lock = RunLock(out, what="flowmatch reflow").acquire()  # one writer from here on
+    try:
+        _check_empty(out)  # again: another writer may have been quicker
+        return _reflow(
+            run_dir, out, model, cfg, lock, num, seed, distill, progress, final_eval, echo
+        )
+    except BaseException:
+        if lock.created and not (out / "config.yaml").exists():
+            shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left behind
+        raise
+    finally:
+        lock.release()
+
+
+def _check_empty(out: Path) -> None:
+    if (out / "config.yaml").exists():
+        raise RunExistsError(
+            f"{out}: already holds a run; pass --resume to continue it or choose another --out"
+        )
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(p.name not in (PAIRS_FILE, LOCK_NAME) for p in out.iterdir()):
+        raise RunExistsError(f"{out}: exists and is not empty; choose another --out")
+
+
+def _reflow(
+    run_dir: Path,
+    out: Path,
+    model: Any,
+    cfg: Any,
+    lock: RunLock,
+    num: int,
+    seed: int,
+    distill: bool,
+    progress: bool,
+    final_eval: bool,
+    echo: Callable[[str], None],
+) -> TrainResult:
+    """Integrate the pairs into ``out`` and train on them, holding ``out``'s lock."""
+    from flowmatch.rectify import reflow_pairs, save_pairs
 
     x0 = model.draw_source(num, torch.Generator().manual_seed(seed))
     labels = sample_labels(model, num, None, None)  # a labelled run: the classes in turn
@@ -119,4 +160,5 @@ def reflow_run(
     )
     what = "one-step distillation" if distill else "reflow"
     echo(f"training the {what} run in {out}")
-    return Trainer(cfg, out, progress=progress, final_eval=final_eval, echo=echo).run()
+    trainer = Trainer(cfg, out, progress=progress, final_eval=final_eval, echo=echo, lock=lock)
+    return trainer.run()

@@ -16,7 +16,7 @@ from flowmatch.evaluation import seeds
 from flowmatch.evaluation.loop import Metric, evaluate_model
 from flowmatch.evaluation.points import format_straightness, model_straightness
 
-__all__ = ["append_csv", "run_report", "write_report"]
+__all__ = ["append_csv", "run_report", "trim_eval_csv", "write_report"]
 
 
 def write_report(
@@ -60,6 +60,28 @@ def write_report(
         title=title,
     )
     return table
+
+
+def trim_eval_csv(path: str | Path, step: int) -> None:
+    """Drop the rows of ``eval.csv`` past training step ``step`` (atomically), so that a
+    resumed run's file reads as if it had never stopped; nothing to do without the file."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    kept = [r for r in body if not (r and r[0].isdigit() and int(r[0]) > step)]
+    if len(kept) == len(body):
+        return
+    from flowmatch.atomic import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(kept)
 
 
 def append_csv(path: str | Path, step: int, rows: Sequence[Any]) -> None:

@@ -335,4 +335,5 @@ def loop_settings(cfg: RunConfig, *, progress: bool) -> LoopSettings:
         compile=t.compile,
         tensorboard=t.tensorboard,
         progress=progress,
+        max_minutes=t.max_minutes,
     )

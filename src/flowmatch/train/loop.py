@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from flowmatch.errors import NumericalError
+from flowmatch.errors import CheckpointError, NumericalError, Preempted
 from flowmatch.evaluation import seeds
 from flowmatch.flow import FlowModel
 from flowmatch.train import distributed
@@ -30,6 +32,7 @@ from flowmatch.train.batches import Batches
 from flowmatch.train.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    newest_good_checkpoint,
     remove_partial,
     save_checkpoint,
 )
@@ -79,6 +82,9 @@ class LoopSettings:
         compile: wrap the model in ``torch.compile``.
         tensorboard: also log to TensorBoard.
         progress: show a progress bar (rank 0).
+        max_minutes: wall-clock minutes this process may train before it checkpoints and
+            stops with :class:`~flowmatch.errors.Preempted` (None: no limit); for jobs with a
+            time limit.
     """
 
     steps: int
@@ -92,6 +98,11 @@ class LoopSettings:
     compile: bool = False
     tensorboard: bool = False
     progress: bool = True
+    max_minutes: float | None = None
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""The signals on which training finishes its step, checkpoints and stops (with an ``out``)."""
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
@@ -120,6 +131,13 @@ class TrainLoop:
         dist: the process's place (:func:`flowmatch.train.distributed.setup`).
         on_eval: called on rank 0 with the step every ``eval_every`` steps (not at the end).
         echo: where messages go (rank 0 only).
+
+    Preemption: with an ``out``, SIGTERM or SIGINT (what SLURM and Kubernetes send before
+    they kill a job; Ctrl-C) while :meth:`run` trains makes the loop finish the current step,
+    write a complete checkpoint and raise :class:`~flowmatch.errors.Preempted`; so does
+    ``settings.max_minutes``. Under torchrun the ranks agree on the stop step (a signal on
+    any rank stops all of them after the same step). A second signal interrupts at once
+    (KeyboardInterrupt).
     """
 
     def __init__(
@@ -168,6 +186,7 @@ class TrainLoop:
         self.step = 0
         self.elapsed = 0.0
         self.log: Any = disabled_log()
+        self._stop_reason: str | None = None
 
     # ---------------------------------------------------------------------- checkpoints
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -191,7 +210,12 @@ class TrainLoop:
         return state
 
     def checkpoint(self) -> None:
-        """Write the resumable state and ``model/`` (rank 0; every rank takes part)."""
+        """Write the resumable state and ``model/`` (rank 0; every rank takes part).
+
+        Raises:
+            CheckpointError: the disk is full (or another I/O error); the previous
+                checkpoint is intact.
+        """
         rng = self._gather_rng()  # collective
         if self.dist.is_main and self.out is not None:
             optim = {
@@ -208,26 +232,57 @@ class TrainLoop:
                 optim=optim,
                 rng=rng,
             )
-            self.flow.save_pretrained(self.out / "model", ema=self.ema.module)
+            from safetensors import SafetensorError
+
+            try:
+                self.flow.save_pretrained(self.out / "model", ema=self.ema.module)
+            except (OSError, SafetensorError) as err:  # a full disk
+                raise CheckpointError(
+                    f"{self.out / 'model'}: cannot write the model files ({err}); the "
+                    f"checkpoint of step {self.step} is complete: free the space and continue "
+                    "with --resume"
+                ) from None
         distributed.barrier(self.dist)
 
     def restore(self) -> bool:
-        """Load the newest complete checkpoint of ``out``; False when there is none."""
+        """Load the newest intact checkpoint of ``out``; False when there is none.
+
+        A damaged newest checkpoint (a checksum that does not match, a missing file, an
+        implausible ``state.json``) is moved aside with a one-line warning and the one before
+        it is used.
+
+        Raises:
+            CheckpointError: there are checkpoints but none is intact, or the newest intact
+                one does not fit this run (another architecture, a step past
+                ``settings.steps``).
+        """
         if self.out is None:
             return False
         ckpt_dir = self.out / "checkpoints"
         if self.dist.is_main:
             remove_partial(ckpt_dir)
+            newest_good_checkpoint(ckpt_dir, warn=self.echo)  # moves damaged ones aside
         distributed.barrier(self.dist)
         latest = latest_checkpoint(ckpt_dir)
         if latest is None:
             return False
         ck = load_checkpoint(latest, device=self.dist.device)
-        self.flow.net.load_state_dict(ck.model)
-        self.ema.module.net.load_state_dict(ck.ema)
-        self.opt.load_state_dict(ck.optim["optimizer"])
-        self.sched.load_state_dict(ck.optim["scheduler"])
-        self.batches.load_state_dict(ck.optim.get("batches", {}))
+        if ck.step > self.settings.steps:
+            raise CheckpointError(
+                f"{latest}: the checkpoint is at step {ck.step}, past train.steps="
+                f"{self.settings.steps} of this run; raise train.steps to continue it"
+            )
+        try:
+            self.flow.net.load_state_dict(ck.model)
+            self.ema.module.net.load_state_dict(ck.ema)
+            self.opt.load_state_dict(ck.optim["optimizer"])
+            self.sched.load_state_dict(ck.optim["scheduler"])
+            self.batches.load_state_dict(ck.optim.get("batches", {}))
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(
+                f"{latest}: the checkpoint does not fit this run's model or optimizer (was "
+                f"config.yaml changed?): {str(err).splitlines()[0][:200]}"
+            ) from None
         torch.set_rng_state(ck.rng["torch"])
         data_key = f"data_rank{self.dist.rank}"
         self.gen.set_state(ck.rng[data_key if data_key in ck.rng else "data"].to("cpu"))
@@ -266,14 +321,58 @@ class TrainLoop:
         )
 
     def run(self) -> float:
-        """Train to ``settings.steps``; returns the loss of the last logged window."""
+        """Train to ``settings.steps``; returns the loss of the last logged window.
+
+        Raises:
+            Preempted: a stop signal or ``max_minutes`` ended training early, after a
+                complete checkpoint of the step it stopped at.
+            NonFiniteLossError: the loss or gradient became NaN/Inf.
+        """
         s = self.settings
         if self.dist.is_main and self.out is not None:
             self.log = MetricsLog(self.out, step=self.step, tensorboard=s.tensorboard)
         try:
-            return self._loop()
+            with self._stop_signals():
+                return self._loop()
         finally:
             self.log.close()
+
+    @contextlib.contextmanager
+    def _stop_signals(self) -> Any:
+        """Catch SIGTERM/SIGINT as "stop after this step" while training (with an ``out``,
+        in the main thread); the previous handlers come back afterwards."""
+        self._stop_reason = None
+        if self.out is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, _frame: Any) -> None:
+            if self._stop_reason is not None:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_reason = signal.Signals(signum).name
+
+        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _stop_requested(self, started: float) -> str | None:
+        """Why training should stop after this step (a signal, the time limit), agreed by
+        every rank; None to go on."""
+        reason = self._stop_reason
+        limit = self.settings.max_minutes
+        if reason is None and limit is not None and time.monotonic() - started > 60.0 * limit:
+            reason = "max_minutes"
+        if self.dist.enabled:
+            import torch.distributed as tdist
+
+            flag = torch.tensor([0.0 if reason is None else 1.0], device=self.dist.device)
+            tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+            if flag.item() > 0 and reason is None:
+                reason = "a stop on another rank"
+        return reason
 
     def release(self) -> None:
         """Drop the DistributedDataParallel wrapper, the loop's hold on the process group.
@@ -289,6 +388,7 @@ class TrainLoop:
         autocast = self._autocast()
         window_loss, window_n, last_loss = 0.0, 0, float("nan")
         start = time.perf_counter() - self.elapsed
+        started = time.monotonic()
         with progress_bar(s.progress and self.dist.is_main) as bar:
             task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
             while self.step < total:
@@ -318,9 +418,10 @@ class TrainLoop:
                     self.log.write(self.step, last_loss, lr, norm_value, self.elapsed)
                     window_loss, window_n = 0.0, 0
                     bar.update(task, completed=self.step, loss=last_loss)
-                if self.out is not None and (
+                saved = self.out is not None and (
                     self.step % s.checkpoint_every == 0 or self.step == total
-                ):
+                )
+                if saved:
                     self.elapsed = time.perf_counter() - start
                     self.checkpoint()
                 if (
@@ -331,5 +432,13 @@ class TrainLoop:
                     and self.dist.is_main
                 ):
                     self.on_eval(self.step)
+                if self.out is not None:
+                    reason = self._stop_requested(started)
+                    if reason is not None:
+                        self.elapsed = time.perf_counter() - start
+                        if not saved:
+                            self.checkpoint()
+                        bar.stop()
+                        raise Preempted(self.step, reason)
         self.elapsed = time.perf_counter() - start
         return last_loss

@@ -20,9 +20,11 @@ from typing import Any
 import torch
 
 from flowmatch.errors import ConfigError, DataError, ModelFileError, RunExistsError
+from flowmatch.evaluation.reports import trim_eval_csv
 from flowmatch.models.files import load
 from flowmatch.models.registry import architecture
 from flowmatch.rectify import Pairs
+from flowmatch.runlock import LOCK_NAME, RunLock
 from flowmatch.train import build, distributed
 from flowmatch.train.batches import Batches, PairBatches, TensorBatches
 from flowmatch.train.config import RunConfig, dump_config, with_absolute_paths
@@ -54,17 +56,23 @@ def check_run_dir(out: Path, *, resume: bool, overwrite: bool = False) -> None:
             no run to resume, or is a non-empty folder that is not a run.
     """
     is_run = (out / "config.yaml").exists() or (out / "model" / "config.json").exists()
+    if out.exists() and not out.is_dir():
+        raise RunExistsError(f"{out}: exists and is not a directory; choose another --out")
     if is_run and not (resume or overwrite):
         raise RunExistsError(
             f"{out}: already holds a run; pass --resume to continue it or choose another --out"
         )
     if resume and not is_run:
         raise RunExistsError(f"{out}: no run to resume (no config.yaml)")
-    if overwrite and out.is_dir() and not is_run and any(out.iterdir()):
+    if overwrite and out.is_dir() and not is_run and _holds_files(out):
         raise RunExistsError(
             f"{out}: exists and is not a flowmatch run (no config.yaml); refusing to overwrite "
             "it, choose another --out"
         )
+
+
+def _holds_files(out: Path) -> bool:
+    return any(p.name != LOCK_NAME for p in out.iterdir())
 
 
 def model_spec(cfg: RunConfig, data: RunData) -> dict[str, Any]:
@@ -86,11 +94,18 @@ class Trainer:
         final_eval: evaluate at the end (table, plots).
         base_dir: directory a relative ``data.path`` is resolved against.
         echo: where messages go (rank 0 only).
+        lock: the run directory's lock, already held by the caller (``flowmatch reflow``
+            writes its pairs under it first); None takes it here.
+
+    The process that trains holds the run directory's lock (:class:`~flowmatch.runlock.
+    RunLock`) from construction to the end of :meth:`run`; call :meth:`close` to give it
+    back without running.
 
     Raises:
         ConfigError: a config value this run cannot honour (named key).
         DataError: unreadable data.
         RunExistsError: ``out`` holds a run and neither resume nor overwrite was given.
+        RunLockedError: another process is writing into ``out``.
     """
 
     def __init__(
@@ -104,6 +119,7 @@ class Trainer:
         final_eval: bool = True,
         base_dir: str | Path = ".",
         echo: Callable[[str], None] = print,
+        lock: RunLock | None = None,
     ) -> None:
         cfg = with_absolute_paths(cfg, base_dir)
         self.cfg, self.out = cfg, Path(out)
@@ -130,8 +146,37 @@ class Trainer:
         self._warm_start(cfg, net)
         self.flow = build.build_flow(cfg, self.data, self.loss, net)
         build.check_sampling(cfg, self.flow)
-        if overwrite and not resume and self.dist.is_main and self.out.exists():
-            shutil.rmtree(self.out)
+        self.lock: RunLock | None = None
+        if lock is not None and lock.held:
+            self.lock = lock
+        elif self.dist.is_main:
+            self._lock(resume=resume, overwrite=overwrite)
+
+    def _lock(self, *, resume: bool, overwrite: bool) -> None:
+        """Take the run directory's lock, check it again (another writer may have made a run
+        there since the first check), and clear it for an overwrite."""
+        lock = RunLock(self.out, what="flowmatch train").acquire()
+        try:
+            check_run_dir(self.out, resume=resume, overwrite=overwrite)
+        except BaseException:
+            lock.release()
+            if lock.created:  # leave nothing behind: only the lock file is in it
+                shutil.rmtree(self.out, ignore_errors=True)
+            raise
+        stale = lock.stale_message()
+        if stale:
+            self.echo(stale)
+        if overwrite and not resume:
+            for p in self.out.iterdir():
+                if p.name != LOCK_NAME:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        self.lock = lock
+
+    def close(self) -> None:
+        """Give the run directory's lock back (``run`` does so when it ends)."""
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
+            self.lock = None
 
     def _batches(self, cfg: RunConfig) -> Batches:
         if cfg.data.pairs is None:
@@ -167,10 +212,11 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train to ``train.steps``, checkpointing and evaluating as configured."""
         cfg = self.cfg
-        if self.dist.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            dump_config(cfg, self.out / "config.yaml")  # on resume: with its --set overrides
         try:
+            if self.dist.is_main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                if not self.resume:
+                    dump_config(cfg, self.out / "config.yaml")
             distributed.barrier(self.dist)
             self.loop = TrainLoop(
                 self.flow,
@@ -185,6 +231,10 @@ class Trainer:
             )
             if self.resume:
                 self.loop.restore()
+                if self.dist.is_main:
+                    # only now that the checkpoint is restored: a failed resume changes nothing
+                    dump_config(cfg, self.out / "config.yaml")  # with its --set overrides
+                    trim_eval_csv(self.out / "eval.csv", self.loop.step)
             final_loss = self.loop.run()
             self.loop.release()
             rows: list[Any] = []
@@ -196,6 +246,7 @@ class Trainer:
             if hasattr(self, "loop"):
                 self.loop.release()
             distributed.cleanup(self.dist)
+            self.close()
         loop = self.loop
         return TrainResult(self.out, loop.step, final_loss, loop.elapsed, rows, floor)
 
@@ -233,6 +284,8 @@ class Trainer:
 
         cfg, ev, s = self.cfg, self.cfg.eval, self.cfg.sample
         ema = self.loop.ema.module
+        # a run resumed after it finished evaluates again: its final rows are replaced
+        trim_eval_csv(self.out / "eval.csv", self.loop.step - 1)
         self.echo(f"evaluating ({ev.draws} draws per figure)...")
         common: dict[str, Any] = {
             "seed": cfg.train.seed,

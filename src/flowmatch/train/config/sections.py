@@ -28,6 +28,7 @@ from flowmatch.train.config.types import (
     MAX_LIST,
     MAX_POINTS,
     MAX_SAMPLES,
+    MAX_SCALE,
     MAX_WIDTH,
     DataName,
     ManifoldName,
@@ -225,7 +226,7 @@ class OptimConfig(_Section):
         betas: Adam's (beta1, beta2), each in [0, 1).
     """
 
-    lr: Annotated[_Float, Field(gt=0, le=10)] = 1e-3
+    lr: Annotated[_Float, Field(gt=0, le=MAX_SCALE)] = 1e-3
     weight_decay: Annotated[_Float, Field(ge=0, le=10)] = 0.0
     warmup_steps: NonNegativeInt = 0
     grad_clip: PositiveFloat | None = 1.0
@@ -247,6 +248,9 @@ class TrainConfig(_Section):
         precision: fp32 | bf16 | fp16 autocast.
         compile: wrap the model in torch.compile.
         tensorboard: also log to TensorBoard.
+        max_minutes: wall-clock minutes this process may train; then it writes a checkpoint
+            and exits with code 75, to be continued with ``--resume`` (for jobs with a time
+            limit); null: no limit.
     """
 
     steps: PositiveInt = 20_000
@@ -260,6 +264,7 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     tensorboard: bool = False
+    max_minutes: Annotated[_Float, Field(gt=0, le=10**7)] | None = None
 
 
 class SampleConfig(_Section):
