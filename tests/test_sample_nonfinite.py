@@ -103,3 +103,28 @@ def test_check_finite_counts_rows():
         check_finite(x)
     check_finite(torch.zeros(4, 2))
     check_finite(torch.zeros(4, dtype=torch.int64))
+
+
+@registry.register("_test_nan_sphere")
+class _NanSphere(nn.Module):
+    """An ambient velocity on S^2 that is NaN where the first coordinate is positive."""
+
+    def __init__(self, dim: int = 3) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x, t):
+        return torch.where(x[:, :1] > 0.0, torch.full_like(x, float("nan")), x * self.scale)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".png"])
+def test_nan_manifold_samples_exit_3_and_write_nothing(tmp_path, capsys, suffix):
+    from flowmatch.manifolds import ManifoldFlowModel, Sphere
+
+    run = tmp_path / "run"
+    ManifoldFlowModel(_NanSphere(), Sphere(2)).save_pretrained(run / "model")
+    out = tmp_path / f"s{suffix}"
+    code, err = _cli(["sample", run, "--num", "50", "--out", out, "--steps", "2"], capsys)
+    assert code == 3 and len(err) == 1
+    assert "of 50 samples hold NaN/Inf values; nothing was written" in err[0]
+    assert not out.exists()

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from flowmatch.app.guards import check_finite
 from flowmatch.data.manifold_sets import lat_lon_to_unit, unit_to_lat_lon
 from flowmatch.data.tabular import TABLE_SUFFIXES, load_table, save_table
 from flowmatch.errors import DataError, SamplerError
@@ -120,6 +121,7 @@ def sample_manifold(
     g = torch.Generator().manual_seed(seed)
     res = model.integrate(model.draw_source(num, g), steps=steps, method=method)
     what = f"samples on {model.manifold!r} ({method}, NFE {res.nfe})"
+    check_finite(res.x, what="sample")  # NaN/Inf points are never written
     if out.suffix == ".png":
         from flowmatch.evaluation.manifolds import plot_manifold_points
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from flowmatch.app.guards import check_finite
 from flowmatch.atomic import atomic_path
 from flowmatch.discrete.elbo import nats_per_token
 from flowmatch.discrete.model import DiscreteFlowModel
@@ -192,6 +193,7 @@ def likelihood_text(
         rows.append(ids + [vocab.pad_id] * (model.length - len(ids)))
     tokens = torch.tensor(rows)
     nats = item_nats(model, tokens, steps=steps, draws=draws, seed=seed, batch_size=batch_size)
+    check_finite(nats, what="likelihood", items="lines")  # an ELBO of NaN is never reported
     counts = tokens_per_item(tokens, vocab.pad_id)
     per_token, se = nats_per_token(nats, counts)
     kind = "continuous-time" if steps is None else f"{steps}-step"
