@@ -12,6 +12,7 @@ timesteps) or in the config validator, and this module turns the object's refusa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -153,9 +154,48 @@ def _fourier(m: Any) -> dict[str, Any]:
     return {"fourier_features": m.fourier_features, "fourier_scale": m.fourier_scale}
 
 
+TRAIN_BYTES_PER_PARAMETER = 20
+"""float32 weights, their EMA, gradients and Adam's two moments: 5 x 4 bytes."""
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_trainable(arch: dict[str, Any], *, memory: int | None = None) -> None:
+    """Refuse, before anything is allocated, a built-in network too large to train here: over
+    2**31 parameters, or whose weights, EMA, gradients and Adam state
+    (`TRAIN_BYTES_PER_PARAMETER` per parameter) would not fit in this machine's memory.
+
+    Raises:
+        ConfigError: naming ``model``, the parameter count and the memory it needs.
+    """
+    from flowmatch.models.netsize import MAX_PARAMETERS, estimate_parameters
+
+    count = estimate_parameters(arch)
+    if count is None:
+        return
+    need = TRAIN_BYTES_PER_PARAMETER * count
+    memory = memory if memory is not None else _physical_memory()
+    if count > MAX_PARAMETERS or (memory is not None and need > memory):
+        have = f"this machine has {memory / 2**30:.3g} GiB" if memory else "over the limit"
+        raise ConfigError(
+            f"config: model: the {arch['name']!r} network would have about {count:.3g} "
+            f"parameters; training it needs about {need / 2**30:.3g} GiB (weights, EMA, "
+            f"gradients, Adam state) and {have} (at most {MAX_PARAMETERS} parameters); "
+            "make it smaller",
+            key="model",
+        )
+
+
 def build_net(cfg: RunConfig, data: RunData) -> nn.Module:
-    """A freshly initialized network (seed torch first for reproducible weights)."""
+    """A freshly initialized network (seed torch first for reproducible weights); one too
+    large to train here is refused before it is built (:func:`check_trainable`)."""
     arch = net_arch(cfg, data)
+    check_trainable(arch)
     return make("model", lambda: registry.build(arch))
 
 
