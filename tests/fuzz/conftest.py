@@ -7,7 +7,7 @@ pytest-xdist, where properties travel with the reports) counts them and prints t
 from __future__ import annotations
 
 import collections
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +19,15 @@ _FAILED: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def fuzz_parent() -> None:
-    """Pre-import what the commands need, once per (xdist worker) process, one torch thread."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+def fuzz_parent() -> Iterator[None]:
+    """Pre-import what the commands need, once per (xdist worker) process. Each child runs on
+    one torch thread; the parent's thread count is restored at the end of the session."""
+    import torch
+
+    threads = torch.get_num_threads()
     warm_up()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

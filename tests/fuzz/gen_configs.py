@@ -7,6 +7,8 @@ model, given as ``--set`` after the file, except for the key the mutation is abo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -228,30 +230,45 @@ def config_cases(rng: np.random.Generator, per_config: int, whole_file: int) -> 
                 files={"config.yaml": text},
             )
         )
-        space: list[tuple[str, dict[str, Any], dict[str, str], str, bool]] = []
+        space: list[tuple[str, Callable[[], dict[str, Any]], dict[str, str], str, bool]] = []
         for key, value in leaves(cfg):
-            space.append((f"del-{key}", _delete_at(cfg, key), {}, key, True))
+            space.append((f"del-{key}", partial(_delete_at, cfg, key), {}, key, True))
             for label, new, raw in value_mutations(key, value):
                 marker = f"{BOMB}{len(space)}"
                 if raw is not None:
-                    mutated = _set_at(cfg, key, marker)
+                    mutated = partial(_set_at, cfg, key, marker)
                     space.append((f"{label}-{key}", mutated, {marker: raw}, key, False))
                 else:
-                    space.append((f"{label}-{key}", _set_at(cfg, key, new), {}, key, False))
+                    space.append(
+                        (f"{label}-{key}", partial(_set_at, cfg, key, new), {}, key, False)
+                    )
             if isinstance(value, dict):
                 space.append(
-                    (f"unknown-{key}.fuzz_key", _set_at(cfg, f"{key}.fuzz_key", 1), {}, key, False)
+                    (
+                        f"unknown-{key}.fuzz_key",
+                        partial(_set_at, cfg, f"{key}.fuzz_key", 1),
+                        {},
+                        key,
+                        False,
+                    )
                 )
         if "coupling" in cfg:
             for reg in (1e-300, 0.0, 1e300):
-                c = _set_at(cfg, "coupling", {"name": "minibatch_ot", "method": "sinkhorn"})
-                c = _set_at(c, "coupling.reg", reg)
-                space.append((f"sinkhorn_reg{reg:g}-coupling", c, {}, "coupling", False))
+                c = {"name": "minibatch_ot", "method": "sinkhorn", "reg": reg}
+                space.append(
+                    (
+                        f"sinkhorn_reg{reg:g}-coupling",
+                        partial(_set_at, cfg, "coupling", c),
+                        {},
+                        "coupling",
+                        False,
+                    )
+                )
         picks = rng.choice(len(space), size=min(per_config, len(space)), replace=False)
         for i in sorted(picks):
             label, mutated, raw, key, deleted = space[i]
             sets = overrides_for(cfg, key, deleted)
-            content = dump(mutated, raw)
+            content = dump(mutated(), raw)
             last = key.split(".")[-1]
             cases.append(
                 Case(

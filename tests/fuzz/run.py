@@ -77,11 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fuzz_run_") as tmp:
         base = None
         if any(c.needs_run for c in cases):
-            base = (
-                build_base_run(Path(tmp) / "base" / "run")
-                if Path(tmp, "base").mkdir() is None
-                else None
-            )
+            (Path(tmp) / "base").mkdir()
+            base = build_base_run(Path(tmp) / "base" / "run")
         for i, case in enumerate(cases, 1):
             o = run_case(case, base_run=base, workdir=Path(tmp))
             outcomes.append(o)
