@@ -451,3 +451,42 @@ def test_resume_trims_eval_csv_to_the_restored_step(tmp_path):
     train(run, 20, "train.checkpoint_every=10", resume=True).run()
     lines = (run / "eval.csv").read_text().splitlines()
     assert lines == ["step,method,steps", "10,midpoint,2"]  # no final eval in QUIET runs
+
+
+def test_slurm_example_requeues_until_the_run_is_done(tmp_path):
+    # examples/slurm_requeue.sbatch with srun and scontrol replaced by shims: srun runs its
+    # command, scontrol records the requeue. A time limit of 0.6 ms stops each job after one
+    # step (exit 75, requeued); the job after the last step finds nothing left to train and
+    # ends with 0. The run ends as an uninterrupted one would.
+    script = Path(__file__).parents[2] / "examples" / "slurm_requeue.sbatch"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "requeues"}\n')
+    (bin_dir / "flowmatch").write_text(f'#!/bin/sh\nexec {sys.executable} -m flowmatch "$@"\n')
+    for shim in bin_dir.iterdir():
+        shim.chmod(0o755)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "model: {hidden: 16, depth: 1}\ntrain: {steps: 2, max_minutes: 0.00001}\n"
+        "data: {num_train: 500, num_holdout: 100}\n"
+        "eval: {steps: [1], methods: [euler], num_samples: 50, draws: 1}\n"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "RUN": str(tmp_path / "run"),
+        "CONFIG": str(cfg),
+        "SLURM_JOB_ID": "42",
+        "OMP_NUM_THREADS": "1",
+    }
+    codes = []
+    for _ in range(5):
+        proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+        codes.append(proc.returncode)
+        if proc.returncode != 75:
+            break
+    assert codes == [75, 75, 0], proc.stdout + proc.stderr
+    assert (tmp_path / "requeues").read_text().splitlines() == ["requeue 42", "requeue 42"]
+    assert "is done" in proc.stdout
+    assert (tmp_path / "run" / "eval.txt").is_file()
