@@ -306,3 +306,31 @@ def test_standardizer_rejects_bad_input() -> None:
 def test_standardizer_from_dict_validates(d: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Standardizer.from_dict(d)
+
+
+def test_underscore_numbers_are_not_read(tmp_path: Path) -> None:
+    # Python's float() reads "1_000" as 1000; in a CSV that is a typo or a locale to report
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1_000,2\n3,4\n")
+    with pytest.raises(DataError, match=r"row 2, column 'a': expected a number, got '1_000'"):
+        load_table(path)
+
+
+def test_npy_header_claiming_more_than_the_file_is_refused(tmp_path: Path) -> None:
+    # checked before np.load would try to allocate 160 GB
+    path = tmp_path / "big.npy"
+    np.save(path, np.ones((10, 2)))
+    raw = path.read_bytes().replace(b"(10, 2)", b"(10000000000, 2)")
+    path.write_bytes(raw)
+    with pytest.raises(DataError, match=r"header claims shape \(10000000000, 2\) \(160000000000 bytes"):
+        load_table(path)
+
+
+def test_npy_header_that_does_not_parse_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.npy"
+    np.save(path, np.ones((10, 2)))
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"(10, 2)", b"(10, 2"))  # tokenize.TokenError inside numpy
+    with pytest.raises(DataError) as info:
+        load_table(path)
+    assert "not a valid .npy file" in str(info.value) and "\n" not in str(info.value)

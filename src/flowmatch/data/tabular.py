@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import math
+import tokenize
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,9 +151,16 @@ def _shorten(cell: str) -> str:
     return repr(cell)
 
 
+def _to_float(cell: str) -> float:
+    """A cell as a number; Python's float() also reads ``1_000``, a CSV never means that."""
+    if "_" in cell:
+        raise ValueError(cell)
+    return float(cell)
+
+
 def _is_number(cell: str) -> bool:
     try:
-        float(cell)
+        _to_float(cell)
     except ValueError:
         return False
     return True
@@ -207,7 +215,7 @@ def _parse_row(
         if not cell:
             raise DataError(f"{where}: missing value")
         try:
-            value = float(cell)
+            value = _to_float(cell)
         except ValueError:
             hint = " (a header row must contain no numbers)" if first else ""
             raise DataError(f"{where}: expected a number, got {_shorten(cell)}{hint}") from None
@@ -215,6 +223,29 @@ def _parse_row(
             raise DataError(f"{where}: expected a finite number, got {_shorten(cell)}")
         values.append(value)
     return values
+
+
+def _check_npy_header(path: Path) -> None:
+    """Refuse a .npy header that cannot be read, or that claims more data than the file holds
+    (before anything that large is allocated)."""
+    fmt = np.lib.format
+    try:
+        with path.open("rb") as f:
+            version = fmt.read_magic(f)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(f)
+            offset = f.tell()
+    except (ValueError, EOFError, SyntaxError, tokenize.TokenError, OverflowError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise DataError(f"{path}: not a valid .npy file (unreadable header: {reason})") from None
+    count = math.prod(shape)
+    need = count * dtype.itemsize
+    have = path.stat().st_size - offset
+    if need > have:
+        raise DataError(
+            f"{path}: not a valid .npy file: its header claims shape {tuple(shape)} "
+            f"({need} bytes of {dtype}) but the file holds {have} bytes of data"
+        )
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -225,9 +256,10 @@ def _read_npy(path: Path) -> np.ndarray:
         raise DataError(f"{path}: an .npz archive, expected a single .npy array")
     if magic != b"\x93NUMPY":
         raise DataError(f"{path}: not a valid .npy file (no NumPy header)")
+    _check_npy_header(path)
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError) as exc:
+    except (ValueError, EOFError, SyntaxError, tokenize.TokenError, OverflowError) as exc:
         if "allow_pickle" in str(exc):
             raise DataError(
                 f"{path}: holds Python objects (object arrays are refused); save a numeric array"
