@@ -29,6 +29,10 @@ SHRINK = {
 
 BOMB = "__FUZZ_VALUE__"
 
+#: Keys whose default makes a case slow (20000 steps, W2 on 5000 points, a 100000-point
+#: pool): deleting one of them keeps its TINY override (the deletion is then moot).
+SIZE_KEYS = ("train.steps", "eval.num_samples", "data.num_train", "data.num_holdout")
+
 
 def billion_laughs(levels: int = 9, width: int = 10) -> str:
     """A flow-style YAML list whose last element expands to ``width ** levels`` items."""
@@ -87,8 +91,8 @@ def dump(cfg: dict[str, Any], raw: dict[str, str] | None = None) -> str:
 
 def overrides_for(cfg: dict[str, Any], key: str | None, deleted: bool = False) -> list[str]:
     """TINY and the model shrink, minus those on (or under) the mutated ``key``. A deleted key
-    keeps the override of its own (a deleted train.steps would otherwise train 20000 steps)
-    only for ``train.steps``."""
+    keeps the override of its own only for the ``SIZE_KEYS`` (a deleted train.steps would
+    otherwise train 20000 steps)."""
     model = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
     name = model.get("name", "transformer" if "corpus" in cfg.get("data", {}) else "mlp")
     sets = list(TINY) + list(SHRINK.get(name, ()))
@@ -96,7 +100,7 @@ def overrides_for(cfg: dict[str, Any], key: str | None, deleted: bool = False) -
     for s in sets:
         k = s.split("=", 1)[0]
         if key is not None and (k == key or k.startswith(key + ".") or key.startswith(k + ".")):
-            if deleted and (k != key or k == "train.steps"):
+            if deleted and (k != key or k in SIZE_KEYS):
                 keep.append(s)
             continue
         keep.append(s)

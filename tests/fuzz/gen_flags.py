@@ -61,6 +61,18 @@ def _points(path):
     np.save(path, np.random.default_rng(0).uniform(-2, 2, size=(32, 2)).astype(np.float32))
 
 
+def _out_names(out: str) -> tuple[str, ...]:
+    """A bad --out is named by the flag or by (a part of) the path it gave."""
+    parts = [p[:40] for p in out.replace("{d}", "").replace("{run}", "").split("/") if p]
+    return ("--out", *parts) if parts else ("--out", ".")
+
+
+def _set_names(value: str) -> tuple[str, ...]:
+    """A bad --set is named by the flag or by the key (or its first part)."""
+    key = value.split("=")[0]
+    return ("--set", key[:20], key.split(".")[0][:20]) if key.strip(". ") else ("--set",)
+
+
 def _case(label: str, args: list[str], names: tuple[str, ...] = (), **kw: object) -> Case:
     files = dict(kw.pop("files", {}))  # type: ignore[call-overload]
     files.setdefault("c.yaml", CONFIG)
@@ -109,7 +121,7 @@ def flag_cases() -> list[Case]:
         "nonexistent_parent": "{d}/no/such/dir/a.npy",
     }
     for label, out in outs.items():
-        cases.append(_case(f"sample--out={label}", [*SAMPLE, "--out", out], ("--out",)))
+        cases.append(_case(f"sample--out={label}", [*SAMPLE, "--out", out], _out_names(out)))
     cases += [
         _case("sample-no-out", SAMPLE, ("--out",)),
         _case("sample-unknown-option", [*SAMPLE_OUT, "--fuzz", "1"], ("--fuzz",)),
@@ -190,11 +202,10 @@ def flag_cases() -> list[Case]:
         for v in BAD_INTS:
             if flag == "--train-steps" and v == "1000000000":
                 continue  # a legitimately long run
-            cases.append(_case(f"reflow{flag}={v[:20]}", [*REFLOW, flag, v], (flag,)))
+            names = (flag, flag.lstrip("-").replace("-", "."))  # the flag or its config key
+            cases.append(_case(f"reflow{flag}={v[:20]}", [*REFLOW, flag, v], names))
     for v in BAD_SETS:
-        cases.append(
-            _case(f"reflow--set={v[:30]}", [*REFLOW, "--set", v], ("--set", v.split("=")[0][:20]))
-        )
+        cases.append(_case(f"reflow--set={v[:30]}", [*REFLOW, "--set", v], _set_names(v)))
     outs2 = {
         "proc": "/proc/nope/re",
         "under_file": "{d}/existing.yaml/re",
@@ -205,16 +216,14 @@ def flag_cases() -> list[Case]:
     for label, out in outs2.items():
         args = [a for a in REFLOW]
         args[args.index("--out") + 1] = out
-        cases.append(_case(f"reflow--out={label}", args, ("--out",)))
+        cases.append(_case(f"reflow--out={label}", args, _out_names(out)))
     cases += [
         _case("reflow-resume-nothing", [*REFLOW, "--resume"]),
         _case("reflow-distill", [*REFLOW, "--distill"]),
     ]
     # train
     for v in BAD_SETS:
-        cases.append(
-            _case(f"train--set={v[:30]}", [*TRAIN, "--set", v], ("--set", v.split("=")[0][:20]))
-        )
+        cases.append(_case(f"train--set={v[:30]}", [*TRAIN, "--set", v], _set_names(v)))
     outs3 = {
         "proc": "/proc/nope/run",
         "under_file": "{d}/existing.yaml/run",
@@ -227,7 +236,7 @@ def flag_cases() -> list[Case]:
     for label, out in outs3.items():
         args = [a for a in TRAIN]
         args[args.index("--out") + 1] = out
-        cases.append(_case(f"train--out={label}", args, ("--out",)))
+        cases.append(_case(f"train--out={label}", args, _out_names(out)))
     cases += [
         _case("train-no-config", ["train", "--no-progress"], ("config",)),
         _case(
@@ -286,10 +295,14 @@ def flag_cases() -> list[Case]:
         _case(
             "demo-steps-2p63",
             ["demo", "--steps", "9223372036854775808", "--out", "{d}/demo"],
-            ("--steps",),
+            ("--steps", "train.steps"),
         ),
         _case("demo-oracle", ["demo", "--oracle", "--out", "{d}/demo", "--no-progress"]),
-        _case("demo-steps-2", ["demo", "--steps", "2", "--out", "{d}/demo", "--no-progress"]),
+        _case(  # the demo's evaluation and plots are its own: give it time
+            "demo-steps-2",
+            ["demo", "--steps", "2", "--out", "{d}/demo", "--no-progress"],
+            timeout=120,
+        ),
         _case(
             "demo-out-proc", ["demo", "--oracle", "--out", "/proc/nope/demo"], ("--out", "/proc")
         ),
