@@ -68,9 +68,10 @@ def _out_names(out: str) -> tuple[str, ...]:
 
 
 def _set_names(value: str) -> tuple[str, ...]:
-    """A bad --set is named by the flag or by the key (or its first part)."""
+    """A bad --set is named by the flag, the override, or its key (or the key's first part)."""
     key = value.split("=")[0]
-    return ("--set", key[:20], key.split(".")[0][:20]) if key.strip(". ") else ("--set",)
+    named = ("--set", "override", value[:20])
+    return (*named, key[:20], key.split(".")[0][:20]) if key.strip(". ") else named
 
 
 def _case(label: str, args: list[str], names: tuple[str, ...] = (), **kw: object) -> Case:
