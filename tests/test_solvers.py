@@ -171,3 +171,14 @@ def test_dopri5_stops_at_its_step_cap_with_a_named_error() -> None:
         )
     with pytest.raises(ValueError, match="max_steps"):
         AdaptiveOptions(max_steps=0)
+
+
+def test_dopri5_on_a_nan_velocity_is_a_numerical_error() -> None:
+    from flowmatch.errors import NumericalError
+    from flowmatch.solvers import _dopri5
+
+    def nan(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x, float("nan"))
+
+    with pytest.raises(NumericalError, match="the velocity is not finite"):
+        _dopri5(nan, torch.ones(4, 2), torch.tensor([0.0, 1.0]))

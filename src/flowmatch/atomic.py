@@ -7,6 +7,7 @@ never a half-written file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -47,10 +48,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         ...     np.save(tmp, x)
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
-    )
+    created = _make_parents(target.parent)
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
+    except BaseException:
+        _remove_created(created)
+        raise
     # mkstemp makes the file private (0600); give it the mode of the file it replaces, or the
     # usual 0644 for a new file.
     os.fchmod(fd, target.stat().st_mode & 0o777 if target.exists() else 0o644)
@@ -63,7 +68,43 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         fsync_dir(target.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _remove_created(created)
         raise
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """``mkdir -p directory``; returns the folders it created, outermost first (removed again
+    by `_remove_created` if what they were made for fails). A failure part-way removes the
+    ones it made."""
+    missing = []
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    missing.reverse()
+    if not probe.is_dir():  # a file where a folder is needed
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(probe))
+    made: list[Path] = []
+    try:
+        for folder in missing:
+            folder.mkdir()
+            made.append(folder)
+    except FileExistsError:
+        if not directory.is_dir():
+            _remove_created(made)
+            raise
+    except BaseException:
+        _remove_created(made)
+        raise
+    return made
+
+
+def _remove_created(made: list[Path]) -> None:
+    for folder in reversed(made):
+        try:
+            folder.rmdir()
+        except OSError:  # no longer empty: something else wrote there meanwhile
+            break
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ from flowmatch.app.options import (
     say,
 )
 
+MAX_SEED = 2**63 - 1  # torch's generators take 64-bit seeds
+
 app = typer.Typer(
     name="flowmatch",
     help="Flow Matching generative models: train, sample, evaluate.",
@@ -51,7 +53,9 @@ def demo(
     ] = "checkerboard",
     steps: Annotated[
         int | None,
-        typer.Option(min=1, help="Training steps [default: 20000; digits and names 3000]."),
+        typer.Option(
+            min=1, max=10**9, help="Training steps [default: 20000; digits and names 3000]."
+        ),
     ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")
@@ -144,9 +148,10 @@ def sample(
             help="Output file: .npy, .csv (points), .png (2-D points, images), .txt (text)."
         ),
     ],
-    num: Annotated[int, typer.Option(min=1, help="Number of samples.")] = 1000,
+    num: Annotated[int, typer.Option(min=1, max=10**8, help="Number of samples.")] = 1000,
     steps: Annotated[
-        int | None, typer.Option(min=1, help="Solver steps [default: the run's sample.steps].")
+        int | None,
+        typer.Option(min=1, max=100_000, help="Solver steps [default: the run's sample.steps]."),
     ] = None,
     method: Annotated[
         str | None,
@@ -156,7 +161,7 @@ def sample(
         ),
     ] = None,
     eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=ETA_HELP)] = None,
-    noise: Annotated[float | None, typer.Option(min=0.0, help=NOISE_HELP)] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, max=1e6, help=NOISE_HELP)] = None,
     cond: Annotated[
         int | None,
         typer.Option(help="Class of every sample (labelled runs) [default: each class in turn]."),
@@ -168,7 +173,7 @@ def sample(
             help="Classifier-free guidance scale (1: conditional) [default: sample.guidance].",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the noise.")] = 0,
     interpolate: Annotated[
         Path | None,
         typer.Option(
@@ -185,10 +190,11 @@ def sample(
     ] = None,
     blank: Annotated[str, typer.Option(help="The blank character of --infill.")] = "_",
     temperature: Annotated[
-        float | None, typer.Option(min=1e-6, help="Text runs: posterior temperature.")
+        float | None, typer.Option(min=1e-6, max=1e6, help="Text runs: posterior temperature.")
     ] = None,
     corrector: Annotated[
-        float | None, typer.Option(min=0.0, help="Text runs (mask source): corrector strength.")
+        float | None,
+        typer.Option(min=0.0, max=1e6, help="Text runs (mask source): corrector strength."),
     ] = None,
     plugin: Plugins = None,
 ) -> None:
@@ -227,10 +233,10 @@ def eval_(
     methods: Annotated[
         str, typer.Option(help="Comma-separated samplers (ODE solvers, sde, ddpm, ddim).")
     ] = "euler,midpoint",
-    draws: Annotated[int, typer.Option(min=1, help="Independent draws per figure.")] = 5,
-    num: Annotated[int, typer.Option(min=2, help="Points per set.")] = 2000,
+    draws: Annotated[int, typer.Option(min=1, max=1000, help="Independent draws per figure.")] = 5,
+    num: Annotated[int, typer.Option(min=2, max=10**6, help="Points per set.")] = 2000,
     eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=ETA_HELP)] = None,
-    noise: Annotated[float | None, typer.Option(min=0.0, help=NOISE_HELP)] = None,
+    noise: Annotated[float | None, typer.Option(min=0.0, max=1e6, help=NOISE_HELP)] = None,
     plugin: Plugins = None,
 ) -> None:
     """W2/MMD against held-out data at each NFE and method, with the noise floor and a plot."""
@@ -254,14 +260,16 @@ def eval_(
 def reflow(
     run_dir: Annotated[Path, typer.Argument(help="The trained run to straighten.")],
     out: Annotated[Path, typer.Option(help="Directory of the new run.")],
-    num: Annotated[int, typer.Option(min=1, help="Number of (noise, sample) pairs.")] = 50000,
+    num: Annotated[
+        int, typer.Option(min=1, max=10**7, help="Number of (noise, sample) pairs.")
+    ] = 50000,
     train_steps: Annotated[
-        int | None, typer.Option(min=1, help="Training steps (default: the old run's).")
+        int | None, typer.Option(min=1, max=10**9, help="Training steps (default: the old run's).")
     ] = None,
     distill: Annotated[
         bool, typer.Option(help="Train a one-step model (sample with --steps 1 --method euler).")
     ] = False,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the pairs' noise.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the pairs' noise.")] = 0,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Override a config key of the new run."),
@@ -299,11 +307,17 @@ def likelihood(
     method: Annotated[
         str, typer.Option(help="exact (trace of the Jacobian) or hutchinson (stochastic).")
     ] = "exact",
-    probes: Annotated[int, typer.Option(min=1, help="Hutchinson probes per point.")] = 4,
-    atol: Annotated[float, typer.Option(min=0.0, help="dopri5 absolute tolerance.")] = 1e-5,
-    rtol: Annotated[float, typer.Option(min=0.0, help="dopri5 relative tolerance.")] = 1e-5,
-    batch_size: Annotated[int, typer.Option(min=1, help="Points per solve.")] = 1000,
-    seed: Annotated[int, typer.Option(min=0, help="Seed of the Hutchinson probes.")] = 0,
+    probes: Annotated[int, typer.Option(min=1, max=1000, help="Hutchinson probes per point.")] = 4,
+    atol: Annotated[
+        float, typer.Option(min=1e-12, max=1.0, help="dopri5 absolute tolerance.")
+    ] = 1e-5,
+    rtol: Annotated[
+        float, typer.Option(min=1e-12, max=1.0, help="dopri5 relative tolerance.")
+    ] = 1e-5,
+    batch_size: Annotated[int, typer.Option(min=1, max=10**6, help="Points per solve.")] = 1000,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the Hutchinson probes.")
+    ] = 0,
     per_point_tolerance: Annotated[
         bool,
         typer.Option(

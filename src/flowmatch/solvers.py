@@ -311,11 +311,16 @@ def _dopri5(
         settings["norm"] = lambda r: r.reshape(batch, -1).pow(2).mean(1).sqrt().max()
     try:
         ys = odeint(rhs, x, grid, method="dopri5", atol=opts.atol, rtol=opts.rtol, options=settings)
-    except AssertionError as err:  # torchdiffeq states its step cap with an assert
-        if "max_num_steps" not in str(err):
-            raise
+    except AssertionError as err:  # torchdiffeq states its failures with asserts
         from flowmatch.errors import NumericalError
 
+        if "underflow in dt" in str(err):  # the step shrank to 0: a NaN/Inf velocity
+            raise NumericalError(
+                f"dopri5 failed ({' '.join(str(err).split())}): the velocity is not finite "
+                "along the path (a diverged or damaged model)"
+            ) from None
+        if "max_num_steps" not in str(err):
+            raise
         raise NumericalError(
             f"dopri5 took more than {opts.max_steps} steps ({nfe} velocity evaluations) "
             f"without reaching t={float(grid[-1]):g} at atol={opts.atol:g}, rtol={opts.rtol:g}: "

@@ -1246,7 +1246,7 @@ def test_with_absolute_paths(tmp_path: Path) -> None:
         ("eval.draws=100000000", "eval.draws", "expected an integer in (0, 1000]"),
         ("eval.steps=[1000000000]", "eval.steps[0]", "expected an integer in (0, 100000]"),
         ("eval.num_samples=10000000", "eval.num_samples", "(0, 1000000]"),
-        ("data.num_holdout=1000000000", "data.num_holdout", "(0, 100000000]"),
+        ("data.num_holdout=1000000000", "data.num_holdout", "[4, 100000000]"),
         ("train.batch_size=10000000", "train.batch_size", "(0, 1048576]"),
         ("sample.steps=1000000000", "sample.steps", "(0, 100000]"),
         ("coupling={name: minibatch_ot, method: sinkhorn, reg: 1e-300}", "coupling.reg", "[0.0001"),

@@ -360,8 +360,7 @@ def test_no_intact_checkpoint_is_exit_2_with_one_line(tmp_path, capsys):
         ["train", "--out", run, "--resume", "--no-progress", "--set", "train.steps=30"], capsys
     )
     assert code == 2
-    last = err.strip().splitlines()[-1]
-    assert last == (
+    assert err.strip() == (
         f"error: {run / 'checkpoints'}: no intact checkpoint to resume from (damaged, moved "
         "aside: step_00000020, step_00000010)"
     )
@@ -490,3 +489,19 @@ def test_slurm_example_requeues_until_the_run_is_done(tmp_path):
     assert (tmp_path / "requeues").read_text().splitlines() == ["requeue 42", "requeue 42"]
     assert "is done" in proc.stdout
     assert (tmp_path / "run" / "eval.txt").is_file()
+
+
+def test_checkpoints_that_are_a_file_are_exit_2_and_change_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(run, 10).run()
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").write_text("not a folder")
+    before = digest(run)
+    code, _, err = cli(["train", "--out", run, "--resume", "--no-progress"], capsys)
+    assert code == 2
+    assert err.strip() == (
+        f"error: {run / 'checkpoints'}: expected the folder of checkpoints, found a file"
+    )
+    assert digest(run) == before

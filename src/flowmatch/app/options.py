@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -53,11 +54,40 @@ def say(message: str) -> None:
     typer.echo(message, err=message.startswith("warning:"))
 
 
-def _os_error(err: OSError) -> str:
-    """An OSError as one line: the file, then the reason (``No space left on device``)."""
-    where = err.filename if err.filename is not None else None
+_ARGUMENTS = {"run_dir": "RUN_DIR", "config": "CONFIG", "data_file": "DATA_FILE"}
+
+
+def _short(text: str, most: int = 160) -> str:
+    return text if len(text) <= most else f"{text[: most // 2]}...{text[-most // 2 :]}"
+
+
+def _flag_of(filename: str, kwargs: dict[str, Any]) -> str | None:
+    """The option (or argument) whose path an OSError's file belongs to: the path itself, a
+    folder above it, a file beside it (a temporary name) or a file under it (a run
+    directory's)."""
+    for name, value in kwargs.items():
+        if not isinstance(value, Path):
+            continue
+        path, parent = str(value), str(value.parent)
+        if (
+            filename == path
+            or path.startswith(filename.rstrip("/") + "/")
+            or filename.startswith(path.rstrip("/") + "/")
+            or (parent not in ("", ".") and str(Path(filename).parent) == parent)
+        ):
+            return _ARGUMENTS.get(name, "--" + name.rstrip("_").replace("_", "-"))
+    return None
+
+
+def _os_error(err: OSError, kwargs: dict[str, Any]) -> str:
+    """An OSError as one line: the option it concerns, the file, then the reason (``No space
+    left on device``); long paths are shortened in the middle."""
     reason = err.strerror or str(err) or type(err).__name__
-    return f"{where}: {reason}" if where is not None else reason
+    if err.filename is None:
+        return reason
+    flag = _flag_of(str(err.filename), kwargs)
+    where = _short(str(err.filename))
+    return f"{flag}: {where}: {reason}" if flag else f"{where}: {reason}"
 
 
 def handles_user_errors(fn: F) -> F:
@@ -91,7 +121,7 @@ def handles_user_errors(fn: F) -> F:
         except Preempted as err:
             code, message = EXIT_PREEMPTED, f"stopped: {err}; continue with --resume"
         except OSError as err:
-            code, message = EXIT_USAGE, f"error: {_os_error(err)}"
+            code, message = EXIT_USAGE, f"error: {_os_error(err, kwargs)}"
         except SafetensorError as err:
             code, message = EXIT_USAGE, f"error: unreadable safetensors file ({err})"
         except MemoryError:
@@ -106,14 +136,17 @@ def handles_user_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def int_list(text: str, name: str) -> list[int]:
-    """Comma-separated positive integers of the option ``name``."""
+def int_list(text: str, name: str, *, most: int = 100_000, length: int = 64) -> list[int]:
+    """Comma-separated integers in [1, most] of the option ``name`` (at most ``length``)."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise UsageError(f"{name}: expected comma-separated integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise UsageError(f"{name}: expected positive integers, got {text!r}")
+        raise UsageError(f"{name}: expected comma-separated integers, got {shown!r}") from None
+    if not values or any(not 1 <= v <= most for v in values) or len(values) > length:
+        raise UsageError(
+            f"{name}: expected at most {length} integers in [1, {most}], got {shown!r}"
+        )
     return values
 
 

@@ -219,14 +219,17 @@ def newest_good_checkpoint(root: str | Path, *, warn: Callable[[str], None] = pr
     root = Path(root)
     found = _complete(root)
     damaged: list[str] = []
+    warnings: list[str] = []
     for path in reversed(found):
         try:
             verify_checkpoint(path)
         except CheckpointError as err:
             moved = _move_aside(path)
             damaged.append(path.name)
-            warn(f"warning: {err}; moved it to {moved.name} and trying the previous checkpoint")
+            warnings.append(f"warning: {err}; moved it to {moved.name}, using the one before")
             continue
+        for line in warnings:  # said only when a good one is found: else the error says it
+            warn(line)
         return path
     if damaged:
         raise CheckpointError(

@@ -116,6 +116,11 @@ class RunData:
         return wanted if self.is_toy else min(wanted, self.holdout.shape[0] // 2)
 
 
+MIN_HOLDOUT = 4
+"""The fewest held-out points a run evaluates on: two halves of two points each (the
+evaluation compares a half with samples and the halves with each other)."""
+
+
 def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> RunData:
     """Build the run's data from its ``data`` config section.
 
@@ -166,9 +171,10 @@ def load_run_data(cfg: DataConfig, *, seed: int, base_dir: str | Path = ".") -> 
 def _split(n: int, cfg: DataConfig, path: Path, seed: int) -> tuple[Tensor, Tensor]:
     """Training and held-out row indices of a table of n rows (20% held out at most)."""
     n_holdout = min(cfg.num_holdout, n // 5)
-    if n_holdout < 2 or n - n_holdout < 2:
+    if n_holdout < MIN_HOLDOUT or n - n_holdout < 2:
         raise DataError(
-            f"{path}: expected at least 10 rows to hold out 20% for evaluation, got {n}"
+            f"{path}: expected at least {5 * MIN_HOLDOUT} rows to hold out 20% (at least "
+            f"{MIN_HOLDOUT}) for evaluation, got {n}"
         )
     perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
     return perm[n_holdout:], perm[:n_holdout]
@@ -228,8 +234,11 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
         names = [str(k) for k in range(int(labels.max()) + 1)]
     n = images.shape[0]
     n_holdout = min(cfg.num_holdout, n // 5)
-    if n_holdout < 2:
-        raise DataError(f"{path}: expected at least 10 images to hold out 20%, got {n}")
+    if n_holdout < MIN_HOLDOUT:
+        raise DataError(
+            f"{path}: expected at least {5 * MIN_HOLDOUT} images to hold out 20% (at least "
+            f"{MIN_HOLDOUT}) for evaluation, got {n}"
+        )
     perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
     train, hold = perm[n_holdout:], perm[:n_holdout]
     return RunData(
@@ -291,8 +300,11 @@ def _load_manifold(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunDa
     points = points.reshape(points.shape[0], -1).float()
     n = points.shape[0]
     n_holdout = round(cfg.holdout_share * n)
-    if n_holdout < 2 or n - n_holdout < 2:
-        raise DataError(f"{name}: expected at least 2 training and 2 held-out points, got {n}")
+    if n_holdout < MIN_HOLDOUT or n - n_holdout < 2:
+        raise DataError(
+            f"{name}: expected at least 2 training and {MIN_HOLDOUT} held-out points "
+            f"(data.holdout_share={cfg.holdout_share}), got {n}"
+        )
     perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
     train, hold = points[perm[n_holdout:]], points[perm[:n_holdout]]
     return RunData(train, hold, None, None, name, columns, manifold=manifold, units=units)

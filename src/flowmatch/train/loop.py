@@ -259,12 +259,15 @@ class TrainLoop:
         if self.out is None:
             return False
         ckpt_dir = self.out / "checkpoints"
+        if ckpt_dir.exists() and not ckpt_dir.is_dir():
+            raise CheckpointError(f"{ckpt_dir}: expected the folder of checkpoints, found a file")
         if self.dist.is_main:
             remove_partial(ckpt_dir)
             newest_good_checkpoint(ckpt_dir, warn=self.echo)  # moves damaged ones aside
         distributed.barrier(self.dist)
         latest = latest_checkpoint(ckpt_dir)
         if latest is None:
+            self.echo(f"{ckpt_dir}: no checkpoint yet; training from step 0")
             return False
         ck = load_checkpoint(latest, device=self.dist.device)
         if ck.step > self.settings.steps:

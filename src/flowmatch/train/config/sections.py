@@ -79,7 +79,7 @@ class DataConfig(_Section):
         channels: 1 (gray) or 3 (RGB) for folder images.
         source: the source distribution; None (the default) is the standard normal.
         num_train: points drawn for training (toy sets; the pool an epoch draws from).
-        num_holdout: held-out points used for evaluation.
+        num_holdout: held-out points used for evaluation (at least 4: two halves of two).
         pairs: a ``.safetensors`` file of fixed (x0, x1) training pairs (written by
             ``flowmatch reflow``); training draws from the pairs, while name/path still
             define the held-out data of the evaluation.
@@ -116,7 +116,7 @@ class DataConfig(_Section):
     pairs: PathStr | None = None
     source: SourceConfig | None = None
     num_train: Annotated[_Int, Field(gt=0, le=MAX_POINTS)] = 100_000
-    num_holdout: Annotated[_Int, Field(gt=0, le=MAX_POINTS)] = 5_000
+    num_holdout: Annotated[_Int, Field(ge=4, le=MAX_POINTS)] = 5_000
     text: PathStr | None = None
     corpus: Literal["names", "smiles", "pydoc"] | None = None
     text_mode: Literal["lines", "chunks"] = "lines"
