@@ -3,7 +3,6 @@ and what it expects, described from its declared type and bounds as a run config
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, get_args, get_origin
 
@@ -22,14 +21,9 @@ class SpecProblem(ValueError):
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, (str, float)):
-        text = repr(value)
-    else:
-        try:
-            text = json.dumps(value, default=str)
-        except (TypeError, ValueError, RecursionError):
-            text = repr(type(value).__name__)
-    return text if len(text) <= 80 else text[:77] + "..."
+    from flowmatch.train.config.messages import _show as show  # the run config's words
+
+    return show(value)
 
 
 def _dotted(prefix: str, loc: Sequence[Any]) -> str:

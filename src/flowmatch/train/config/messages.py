@@ -154,6 +154,8 @@ def _show(value: Any) -> str:
             text = json.dumps(value, default=str)
         except (TypeError, ValueError):
             text = repr(value)
+        except RecursionError:  # nested too deeply to show
+            text = repr(type(value).__name__)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
