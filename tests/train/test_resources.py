@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from flowmatch.errors import ConfigError
 from flowmatch.train.build import check_trainable
@@ -32,5 +33,13 @@ def test_trainer_refuses_before_building(tmp_path) -> None:
     # 60000 x 60000 x 100 would take minutes and terabytes to build; the refusal is instant
     cfg = load_config(None, ["model.hidden=60000", "model.depth=100"])
     with pytest.raises(ConfigError, match="config: model: the 'mlp' network"):
+        Trainer(cfg, tmp_path / "run", progress=False, echo=lambda _m: None)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_asking_for_a_missing_device_is_a_config_error(tmp_path) -> None:
+    cfg = load_config(None, ["train.device=cuda"])
+    with pytest.raises(ConfigError, match=r"^config: train\.device: 'cuda' was asked for but no"):
         Trainer(cfg, tmp_path / "run", progress=False, echo=lambda _m: None)
     assert not (tmp_path / "run").exists()
