@@ -23,7 +23,6 @@ from flowmatch.errors import ModelFileError
 from flowmatch.flow import FlowModel
 from flowmatch.models import registry
 from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
-from flowmatch.models.spec import FORMAT_VERSION, check_arch, check_spec
 from flowmatch.paths import AffinePath, path_from_dict, path_to_dict
 
 if TYPE_CHECKING:
@@ -42,6 +41,9 @@ __all__ = [
     "save_model",
     "spec_of",
 ]
+
+FORMAT_VERSION = 1
+"""The version of the model-file format this flowmatch writes and reads."""
 
 INFO_KEYS = ("data", "columns", "class_names", "objective", "coupling")
 """Descriptive keys of ``config.json`` kept in :attr:`FlowModel.info`."""
@@ -63,6 +65,8 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
         ValueError: an unknown name, bad arguments or a network over the size limit, naming
             them (``arch.KEY: ...``).
     """
+    from flowmatch.models.spec import check_arch  # pydantic: loaded only when a net is built
+
     params = check_arch(arch)
     if params.get("name") in ("mlp", "unet"):
         # Files written before time_frequency existed embedded time at up to 1000 rad.
@@ -110,6 +114,8 @@ def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) ->
 
     full = {"format_version": FORMAT_VERSION, **spec}
     try:
+        from flowmatch.models.spec import check_spec
+
         check_spec(json.loads(json.dumps(full, allow_nan=False)), "config.json")
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
@@ -197,6 +203,8 @@ def load_spec(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         detail = "nested too deeply" if isinstance(err, RecursionError) else err
         raise ModelFileError(f"{cfg_file}: not a valid JSON model config ({detail})") from None
+    from flowmatch.models.spec import check_spec
+
     return check_spec(spec, cfg_file)
 
 

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,83 +35,14 @@ from flowmatch.train.checkpoint import (
 )
 from flowmatch.train.ema import EMA
 from flowmatch.train.logging import MetricsLog, disabled_log, progress_bar
+from flowmatch.train.preemption import StopRequests
+from flowmatch.train.settings import LoopSettings, OptimSettings, lr_lambda
 
 __all__ = ["LoopSettings", "NonFiniteLossError", "OptimSettings", "TrainLoop", "lr_lambda"]
 
 
 class NonFiniteLossError(NumericalError):
     """The loss or the gradient became NaN/Inf; the run stopped before applying it."""
-
-
-@dataclass(frozen=True)
-class OptimSettings:
-    """AdamW and its learning-rate schedule (linear warmup, then cosine decay to 0).
-
-    Attributes:
-        lr: peak learning rate.
-        weight_decay: decoupled weight decay.
-        warmup_steps: steps of linear warmup from 0 to lr.
-        grad_clip: maximum global gradient norm; None for no clipping.
-        betas: Adam's (beta1, beta2).
-    """
-
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    grad_clip: float | None = 1.0
-    betas: tuple[float, float] = (0.9, 0.999)
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    """How long and how to train.
-
-    Attributes:
-        steps: optimiser steps.
-        batch_size: points per step and process (a DataLoader's own batches are used as
-            they come).
-        ema_decay: decay of the weight EMA, in [0, 1).
-        seed: the run's seed (the batch generator's stream derives from it).
-        checkpoint_every: steps between checkpoints (with an output directory).
-        log_every: steps between ``metrics.csv`` rows.
-        eval_every: steps between calls of the periodic evaluation (None: never).
-        precision: fp32 | bf16 | fp16 autocast.
-        compile: wrap the model in ``torch.compile``.
-        tensorboard: also log to TensorBoard.
-        progress: show a progress bar (rank 0).
-        max_minutes: wall-clock minutes this process may train before it checkpoints and
-            stops with :class:`~flowmatch.errors.Preempted` (None: no limit); for jobs with a
-            time limit.
-    """
-
-    steps: int
-    batch_size: int = 256
-    ema_decay: float = 0.999
-    seed: int = 0
-    checkpoint_every: int = 1000
-    log_every: int = 100
-    eval_every: int | None = None
-    precision: str = "fp32"
-    compile: bool = False
-    tensorboard: bool = False
-    progress: bool = True
-    max_minutes: float | None = None
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-"""The signals on which training finishes its step, checkpoints and stops (with an ``out``)."""
-
-
-def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
-    """Linear warmup from 0 to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-
-    def factor(step: int) -> float:
-        if warmup > 0 and step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 class TrainLoop:
@@ -186,7 +114,7 @@ class TrainLoop:
         self.step = 0
         self.elapsed = 0.0
         self.log: Any = disabled_log()
-        self._stop_reason: str | None = None
+        self.stop = StopRequests(settings.max_minutes, dist)
 
     # ---------------------------------------------------------------------- checkpoints
     def _rng_state(self) -> dict[str, torch.Tensor]:
@@ -335,47 +263,10 @@ class TrainLoop:
         if self.dist.is_main and self.out is not None:
             self.log = MetricsLog(self.out, step=self.step, tensorboard=s.tensorboard)
         try:
-            with self._stop_signals():
+            with self.stop.catching(enabled=self.out is not None):
                 return self._loop()
         finally:
             self.log.close()
-
-    @contextlib.contextmanager
-    def _stop_signals(self) -> Any:
-        """Catch SIGTERM/SIGINT as "stop after this step" while training (with an ``out``,
-        in the main thread); the previous handlers come back afterwards."""
-        self._stop_reason = None
-        if self.out is None or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, _frame: Any) -> None:
-            if self._stop_reason is not None:  # a second signal: stop now
-                raise KeyboardInterrupt
-            self._stop_reason = signal.Signals(signum).name
-
-        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-    def _stop_requested(self, started: float) -> str | None:
-        """Why training should stop after this step (a signal, the time limit), agreed by
-        every rank; None to go on."""
-        reason = self._stop_reason
-        limit = self.settings.max_minutes
-        if reason is None and limit is not None and time.monotonic() - started > 60.0 * limit:
-            reason = "max_minutes"
-        if self.dist.enabled:
-            import torch.distributed as tdist
-
-            flag = torch.tensor([0.0 if reason is None else 1.0], device=self.dist.device)
-            tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
-            if flag.item() > 0 and reason is None:
-                reason = "a stop on another rank"
-        return reason
 
     def release(self) -> None:
         """Drop the DistributedDataParallel wrapper, the loop's hold on the process group.
@@ -391,7 +282,7 @@ class TrainLoop:
         autocast = self._autocast()
         window_loss, window_n, last_loss = 0.0, 0, float("nan")
         start = time.perf_counter() - self.elapsed
-        started = time.monotonic()
+        self.stop.start_clock()
         with progress_bar(s.progress and self.dist.is_main) as bar:
             task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
             while self.step < total:
@@ -436,7 +327,7 @@ class TrainLoop:
                 ):
                     self.on_eval(self.step)
                 if self.out is not None:
-                    reason = self._stop_requested(started)
+                    reason = self.stop.reason()
                     if reason is not None:
                         self.elapsed = time.perf_counter() - start
                         if not saved:
