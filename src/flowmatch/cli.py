@@ -116,25 +116,10 @@ def train(
     plugin: Plugins = None,
 ) -> None:
     """Train a flow matching model from a YAML config (also under torchrun for DDP)."""
-    from flowmatch.train.config import load_config
-    from flowmatch.train.trainer import Trainer
+    from flowmatch.app.training import train_run
 
     load_plugins(plugin)
-    overrides = set_ or []
-    if resume:
-        if out is None:
-            raise UsageError("--resume needs --out RUN_DIR")
-        run_cfg = out / "config.yaml"
-        if not run_cfg.is_file():
-            raise UsageError(f"{out}: no run to resume (no config.yaml)")
-        cfg = load_config(run_cfg, overrides)
-    else:
-        if config is None:
-            raise UsageError("CONFIG is required (or --resume --out RUN_DIR)")
-        cfg = load_config(config, overrides)
-        out = out if out is not None else Path("runs") / config.stem
-    base_dir = config.parent if config is not None else Path(".")
-    result = Trainer(cfg, out, resume=resume, progress=progress, base_dir=base_dir, echo=say).run()
+    result, out = train_run(config, out, overrides=set_ or [], resume=resume, progress=progress)
     typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
 
 

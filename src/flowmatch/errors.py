@@ -83,10 +83,11 @@ class Preempted(Exception):
     checkpoint; ``flowmatch train`` exits with code 75 (EX_TEMPFAIL: resume me).
 
     Attributes:
-        step: the step of the checkpoint written.
+        step: the step of the checkpoint written (or of the newest one, for a signal that
+            came while no step was training: loading data, the final evaluation).
         reason: what asked for the stop (``SIGTERM``, ``SIGINT``, ``max_minutes``).
     """
 
-    def __init__(self, step: int, reason: str) -> None:
-        super().__init__(f"stopped by {reason} at step {step}; a checkpoint was written")
+    def __init__(self, step: int, reason: str, *, detail: str = "a checkpoint was written") -> None:
+        super().__init__(f"stopped by {reason} at step {step}; {detail}")
         self.step, self.reason = step, reason

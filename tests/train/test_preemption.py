@@ -190,11 +190,13 @@ def _sigterm_runs(tmp_path: Path, signals: int, seed: int) -> None:
     run = tmp_path / "run"
     rng = random.Random(seed)
     args = ["train", str(cfg), "--out", str(run), "--no-progress"]
-    stopped = 0
+    stopped, last_stop = 0, 0
     for target in sorted(rng.sample(range(5, 390), signals)):
         proc = _cli_process(args)
         deadline = time.monotonic() + 120
-        while proc.poll() is None and _last_logged_step(run) < target:
+        # until this process has trained past the target (and past the previous stop: the
+        # old rows of metrics.csv are there until the resumed process drops them)
+        while proc.poll() is None and _last_logged_step(run) < max(target, last_stop + 1):
             assert time.monotonic() < deadline, "training made no progress"
             time.sleep(0.002)
         time.sleep(rng.uniform(0.0, 0.02))
@@ -207,7 +209,7 @@ def _sigterm_runs(tmp_path: Path, signals: int, seed: int) -> None:
             # the checkpoint is of the step the process stopped at: no step is lost
             assert latest_checkpoint(run / "checkpoints").name == f"step_{step:08d}"
             assert _last_logged_step(run) == step
-            stopped += 1
+            stopped, last_stop = stopped + 1, step
         args = ["train", "--out", str(run), "--resume", "--no-progress"]
     proc = _cli_process(args)
     assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
@@ -505,3 +507,29 @@ def test_checkpoints_that_are_a_file_are_exit_2_and_change_nothing(tmp_path, cap
         f"error: {run / 'checkpoints'}: expected the folder of checkpoints, found a file"
     )
     assert digest(run) == before
+
+
+def test_stop_signal_while_no_step_trains_exits_75_at_once(tmp_path, capsys, monkeypatch):
+    # SIGTERM while the data loads (or the final evaluation runs): nothing to save beyond the
+    # newest checkpoint, so the command stops at once with exit 75, like a stop in training
+    from flowmatch.train import trainer as trainer_module
+
+    run = tmp_path / "run"
+    train(run, 10, "train.checkpoint_every=5").run()
+    real = trainer_module.load_run_data
+
+    def loading(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "load_run_data", loading)
+    before, handler = digest(run), signal.getsignal(signal.SIGTERM)
+    argv = ["train", "--out", run, "--resume", "--no-progress", "--set", "train.steps=20"]
+    code, _, err = cli(argv, capsys)
+    assert code == 75
+    assert err.strip() == (
+        "stopped: stopped by SIGTERM at step 10; no step was training; the newest checkpoint "
+        "is complete; continue with --resume"
+    )
+    assert digest(run) == before
+    assert signal.getsignal(signal.SIGTERM) == handler  # given back

@@ -153,7 +153,7 @@ def likelihood_run(
                     return_result=True,
                     error_norm=error_norm,
                 )
-            except AssertionError as err:  # torchdiffeq's dopri5 on a NaN/Inf velocity
+            except (AssertionError, NumericalError) as err:  # dopri5 on a NaN/Inf velocity
                 stop = min(x.shape[0], start + batch_size)
                 raise NumericalError(
                     f"likelihood: the ODE solver failed on points {start + 1} to {stop} "

@@ -13,14 +13,15 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
+from flowmatch.errors import Preempted
 from flowmatch.train import distributed
 
-__all__ = ["STOP_SIGNALS", "StopRequests"]
+__all__ = ["STOP_SIGNALS", "StopRequests", "stop_outside_training"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals on which training finishes its step, checkpoints and stops."""
@@ -80,3 +81,29 @@ class StopRequests:
             if flag.item() > 0 and reason is None:
                 reason = "a stop on another rank"
         return reason
+
+
+@contextlib.contextmanager
+def stop_outside_training(step: Callable[[], int]) -> Iterator[None]:
+    """Around a whole training command: a stop signal that comes while no step is training
+    (loading data, building the model, restoring, the final evaluation) raises
+    :class:`~flowmatch.errors.Preempted` at once, so the command exits 75 like a stop
+    during training; the newest checkpoint is complete, nothing is lost. While the loop
+    trains, its own :meth:`StopRequests.catching` takes over."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Preempted(
+            step(),
+            signal.Signals(signum).name,
+            detail="no step was training; the newest checkpoint is complete",
+        )
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
