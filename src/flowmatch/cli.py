@@ -32,9 +32,30 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[default: ...]" in a help string stays
 )
 
 __all__ = ["UsageError", "app", "main"]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from flowmatch import __version__
+
+        typer.echo(f"flowmatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Flow Matching generative models: train, sample, evaluate."""
 
 
 @app.command()
@@ -42,7 +63,7 @@ __all__ = ["UsageError", "app", "main"]
 def demo(
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory to (re)create [default: runs/demo(_digits|_names)]."),
+        typer.Option(help="Run directory to (re)create [default: runs/demo, runs/demo_DATASET]."),
     ] = None,
     dataset: Annotated[
         str,
@@ -69,31 +90,9 @@ def demo(
     --dataset names: discrete flow matching of US surnames, samples.txt and the ELBO. With
     --dataset airports: a flow on the sphere (world airports), a world map and the NLL.
     """
-    if dataset not in ("checkerboard", "digits", "names", "airports"):
-        raise UsageError(
-            f"--dataset: expected checkerboard, digits, names or airports, got {dataset!r}"
-        )
-    if oracle:
-        from flowmatch.app.demo import oracle_demo
+    from flowmatch.app.demo import run_demo
 
-        oracle_demo(out if out is not None else Path("runs/demo"), echo=say)
-        return
-    from flowmatch.app.demo import airports_demo, digits_demo, names_demo, training_demo
-
-    if dataset == "airports":
-        out = out if out is not None else Path("runs/demo_airports")
-        airports_demo(out, steps=steps, progress=progress, echo=say)
-        return
-    if dataset == "names":
-        out = out if out is not None else Path("runs/demo_names")
-        names_demo(out, steps=steps, progress=progress, echo=say)
-        return
-    if dataset == "digits":
-        out = out if out is not None else Path("runs/demo_digits")
-        digits_demo(out, steps=steps, progress=progress, echo=say)
-        return
-    out = out if out is not None else Path("runs/demo")
-    training_demo(out, steps=steps or 20000, progress=progress, echo=say)
+    run_demo(dataset, out, steps=steps, oracle=oracle, progress=progress, echo=say)
 
 
 @app.command()
@@ -112,6 +111,12 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its newest checkpoint.")
     ] = False,
+    final_eval: Annotated[
+        bool,
+        typer.Option(
+            "--eval/--no-eval", help="Evaluate the model at the end (eval.txt, eval.csv, plots)."
+        ),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     plugin: Plugins = None,
 ) -> None:
@@ -119,7 +124,14 @@ def train(
     from flowmatch.app.training import train_run
 
     load_plugins(plugin)
-    result, out = train_run(config, out, overrides=set_ or [], resume=resume, progress=progress)
+    result, out = train_run(
+        config,
+        out,
+        overrides=set_ or [],
+        resume=resume,
+        final_eval=final_eval,
+        progress=progress,
+    )
     typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
 
 
@@ -260,6 +272,9 @@ def reflow(
         typer.Option("--set", help="Override a config key of the new run."),
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the reflow run in --out.")] = False,
+    final_eval: Annotated[
+        bool, typer.Option("--eval/--no-eval", help="Evaluate the new run at the end.")
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     plugin: Plugins = None,
 ) -> None:
@@ -277,6 +292,7 @@ def reflow(
         overrides=set_ or [],
         resume=resume,
         progress=progress,
+        final_eval=final_eval,
         echo=say,
     )
     typer.echo(f"done: {result.steps} steps, final loss {result.final_loss:.4f}, run in {out}")
@@ -340,15 +356,11 @@ def likelihood(
 
 @app.command()
 def datasets() -> None:
-    """List the built-in datasets: 2-D toy sets (data or source) and sets on manifolds."""
-    from flowmatch.data.manifold_sets import DESCRIPTIONS
-    from flowmatch.data.toy2d import TOY_DATASETS
+    """List every kind of data a run can train on, with the config line that uses it."""
+    from flowmatch.app.datasets import dataset_lines
 
-    width = max(len(name) for name in [*TOY_DATASETS, *DESCRIPTIONS])
-    for name, spec in TOY_DATASETS.items():
-        typer.echo(f"{name:<{width}}  {spec.description}")
-    for name, text in DESCRIPTIONS.items():
-        typer.echo(f"{name:<{width}}  {text}")
+    for line in dataset_lines():
+        typer.echo(line)
 
 
 def main(argv: list[str] | None = None) -> None:

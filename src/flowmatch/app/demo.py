@@ -14,7 +14,16 @@ from flowmatch.oracle import GaussianMixture
 from flowmatch.paths import AffinePath
 from flowmatch.solvers import solve_ode
 
-__all__ = ["DEMO_OVERRIDES", "DIGITS_OVERRIDES", "digits_demo", "oracle_demo", "training_demo"]
+__all__ = [
+    "DEMO_OVERRIDES",
+    "DIGITS_OVERRIDES",
+    "digits_demo",
+    "oracle_demo",
+    "run_demo",
+    "training_demo",
+]
+
+DEMOS = ("checkerboard", "digits", "names", "airports")
 
 
 def oracle_demo(
@@ -264,3 +273,34 @@ def airports_demo(
         f"map), globe.png, eval.txt (held-out NLL) and quality_vs_nfe.png in {out}"
     )
     return out
+
+
+def run_demo(
+    dataset: str,
+    out: Path | None,
+    *,
+    steps: int | None,
+    oracle: bool,
+    progress: bool,
+    echo: Callable[[str], None],
+) -> None:
+    """``flowmatch demo``: the demo of ``dataset`` (one of `DEMOS`) into ``out`` (default
+    ``runs/demo`` or ``runs/demo_DATASET``); ``oracle`` integrates the exact flow instead.
+
+    Raises:
+        UsageError: an unknown dataset.
+    """
+    from flowmatch.app.options import UsageError
+
+    if dataset not in DEMOS:
+        raise UsageError(f"--dataset: expected {', '.join(DEMOS)}, got {dataset!r}")
+    if oracle:
+        oracle_demo(out if out is not None else Path("runs/demo"), echo=echo)
+        return
+    if dataset == "checkerboard":
+        out = out if out is not None else Path("runs/demo")
+        training_demo(out, steps=steps or 20000, progress=progress, echo=echo)
+        return
+    runs = {"airports": airports_demo, "names": names_demo, "digits": digits_demo}
+    out = out if out is not None else Path(f"runs/demo_{dataset}")
+    runs[dataset](out, steps=steps, progress=progress, echo=echo)

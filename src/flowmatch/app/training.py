@@ -21,10 +21,12 @@ def train_run(
     *,
     overrides: Sequence[str] = (),
     resume: bool = False,
+    final_eval: bool = True,
     progress: bool = True,
 ) -> tuple[TrainResult, Path]:
     """Train ``config`` (with ``overrides``) into ``out`` (default ``runs/<config name>``), or
-    continue the run in ``out`` with ``resume``.
+    continue the run in ``out`` with ``resume``; ``final_eval`` evaluates the model at the
+    end (the table, ``eval.csv`` and the plots).
 
     A stop signal while the loop trains checkpoints the step and raises
     :class:`~flowmatch.errors.Preempted`; one that comes while no step is training (loading
@@ -63,6 +65,14 @@ def train_run(
 
     with stop_outside_training(step):
         trainers.append(
-            Trainer(cfg, out, resume=resume, progress=progress, base_dir=base_dir, echo=say)
+            Trainer(
+                cfg,
+                out,
+                resume=resume,
+                progress=progress,
+                final_eval=final_eval,
+                base_dir=base_dir,
+                echo=say,
+            )
         )
         return trainers[0].run(), out
