@@ -226,6 +226,10 @@ def sample(
 @handles_user_errors
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for eval.txt, eval.csv and the plot [default: RUN_DIR/eval]."),
+    ] = None,
     steps: Annotated[str, typer.Option(help="Comma-separated step counts.")] = "1,2,4,8,16",
     methods: Annotated[
         str, typer.Option(help="Comma-separated samplers (ODE solvers, sde, ddpm, ddim).")
@@ -242,6 +246,7 @@ def eval_(
     load_plugins(plugin)
     evaluate_run(
         run_dir,
+        out=out,
         steps=int_list(steps, "--steps"),
         methods=method_list(methods, "--methods"),
         draws=draws,

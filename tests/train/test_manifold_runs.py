@@ -117,7 +117,7 @@ def test_likelihood_of_the_training_file_matches_the_library(sphere_run, cities,
 def test_eval_rescores_a_sphere_run(sphere_run, capsys):
     code, said, _ = cli(["eval", sphere_run, "--steps", "3", "--methods", "midpoint"], capsys)
     assert code == 0 and "held-out NLL" in said
-    assert "midpoint" in (sphere_run / "eval.txt").read_text()
+    assert "midpoint" in (sphere_run / "eval" / "eval.txt").read_text()
 
 
 def test_a_png_of_samples_is_a_world_map(sphere_run, tmp_path, capsys):

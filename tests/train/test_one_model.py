@@ -63,7 +63,10 @@ def test_the_trainers_eval_is_flowmatch_eval(tmp_path, capsys, overrides):
     argv = ["eval", run, "--steps", "4", "--methods", "ddim,midpoint", "--draws", 1, "--num", 400]
     code, _, err = cli(argv, capsys)
     assert code == 0, err
+    # written to its own folder: the same table, and the trainer's report untouched
+    assert (run / "eval" / "eval.txt").read_text() == by_trainer
     assert (run / "eval.txt").read_text() == by_trainer
+    assert (run / "eval" / "eval.csv").read_text().splitlines()[0].endswith(",points,draws")
 
 
 def test_sde_is_refused_on_a_bridge_run(tmp_path, capsys):

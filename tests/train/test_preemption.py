@@ -249,7 +249,7 @@ def test_second_writer_exits_2_naming_the_holder(tmp_path, reference, capsys):
         with RunLock(tmp_path / "other"):
             code, _, err = cli([*argv, *sets(TINY)], capsys)
         assert code == 2 and f"process {os.getpid()} (" in err
-        code, _, err = cli(["eval", run, "--steps", "2", "--draws", "1"], capsys)
+        code, _, err = cli(["eval", run, "--out", run, "--steps", "2", "--draws", "1"], capsys)
         assert code == 2 and f"process {os.getpid()} (" in err
     assert digest(run) == before
 

@@ -126,7 +126,7 @@ def test_reflow_and_distill_end_to_end(tmp_path, capsys):
         ["eval", d, "--steps", "1", "--methods", "euler", "--draws", 1, "--num", 100], capsys
     )
     assert code == 0 and "straightness" in out
-    assert "straightness" in (d / "eval.txt").read_text()
+    assert "straightness" in (d / "eval" / "eval.txt").read_text()
 
 
 def test_reflow_bad_input_exits_2_and_writes_nothing(tmp_path, capsys):

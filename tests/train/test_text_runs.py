@@ -202,7 +202,7 @@ def test_likelihood_bad_lines_are_named(text_run, tmp_path, capsys, content, nee
 def test_eval_rescores_a_text_run(text_run, capsys):
     code, said, _ = cli(["eval", text_run, "--steps", "3", "--draws", "2", "--num", "20"], capsys)
     assert code == 0 and "held-out ELBO" in said
-    assert (text_run / "eval.txt").read_text().count("\n    3 ") == 1
+    assert (text_run / "eval" / "eval.txt").read_text().count("\n    3 ") == 1
 
 
 @pytest.mark.parametrize(

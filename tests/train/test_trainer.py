@@ -353,7 +353,19 @@ def test_eval_cli_prints_the_table_with_the_floor(tmp_path, tiny_run, capsys):
     assert "noise floor" in out
     nfes = [line.split()[2] for line in out.splitlines() if line.startswith(("euler ", "rk4 "))]
     assert nfes == ["1", "4", "4", "16"]
-    assert (tmp_path / "run" / "quality_vs_nfe.png").is_file()
+    # its own folder: the run's files are untouched, and the sizes the floor depends on are
+    # stated in eval.txt and eval.csv (at the step of the newest checkpoint)
+    assert (tmp_path / "run" / "eval" / "quality_vs_nfe.png").is_file()
+    assert not (tmp_path / "run" / "eval.txt").exists()
+    text = (tmp_path / "run" / "eval" / "eval.txt").read_text()
+    assert text.startswith("200 points per set, 2 draws per figure\n")
+    with open(tmp_path / "run" / "eval" / "eval.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {(r["step"], r["points"], r["draws"]) for r in rows} == {
+        ("20", "200", "2")
+    }
+    code, _, err = cli(["eval", tmp_path / "run", "--steps", "1", "--out", tmp_path / "e"], capsys)
+    assert code == 0 and (tmp_path / "e" / "eval.csv").is_file(), err
     code, _, err = cli(["eval", tmp_path / "run", "--steps", "0"], capsys)
     assert code == 2 and "--steps" in err
     code, _, err = cli(["eval", tmp_path / "run", "--methods", "rk45"], capsys)

@@ -6,13 +6,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from flowmatch.app.options import UsageError
 from flowmatch.app.sample import check_sampler
+from flowmatch.atomic import atomic_path
 from flowmatch.errors import ModelFileError
+from flowmatch.evaluation.reports import append_csv
 from flowmatch.models.files import load
 from flowmatch.runlock import RunLock
+from flowmatch.train.checkpoint import latest_checkpoint
 from flowmatch.train.config import load_config
 from flowmatch.train.data import load_run_data
-from flowmatch.train.reports import final_report
+from flowmatch.train.reports import eval_points, final_report
 
 __all__ = ["evaluate_run"]
 
@@ -20,6 +24,7 @@ __all__ = ["evaluate_run"]
 def evaluate_run(
     run_dir: str | Path,
     *,
+    out: str | Path | None = None,
     steps: Sequence[int],
     methods: Sequence[str],
     draws: int = 5,
@@ -28,7 +33,9 @@ def evaluate_run(
     noise: float | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[Any], Any]:
-    """Evaluate a run against its held-out data; write ``eval.txt`` and ``quality_vs_nfe.png``.
+    """Evaluate a run against its held-out data; write ``eval.txt``, ``eval.csv`` and
+    ``quality_vs_nfe.png`` into ``out`` (default ``RUN_DIR/eval``), never over the reports the
+    training wrote.
 
     The held-out data is rebuilt from the run's ``config.yaml`` (same seed, same split). A
     text run is scored by its held-out ELBO and the real, novel and unique shares of its
@@ -39,7 +46,9 @@ def evaluate_run(
     (:func:`flowmatch.train.reports.final_report`, the same seed streams), so the same
     settings give the trainer's numbers.
 
-    It holds the run directory's lock while it writes (a run still training there is a
+    ``eval.txt`` and ``eval.csv`` state the points per set and the draws (the floor depends
+    on both); ``eval.csv``'s step is that of the run's newest checkpoint. It holds ``out``'s
+    lock while it writes (another command writing there is a
     :class:`~flowmatch.runlock.RunLockedError`).
 
     Returns:
@@ -48,12 +57,29 @@ def evaluate_run(
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ModelFileError(f"{run_dir}: not a run directory (no config.yaml)")
-    with RunLock(run_dir, what="flowmatch eval"):  # it writes eval.txt and plots into the run
-        return _evaluate(run_dir, steps, methods, draws, num, eta, noise, echo)
+    out = Path(out) if out is not None else run_dir / "eval"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out: {out} is a file, expected a folder")
+    with RunLock(out, what="flowmatch eval"):
+        rows, floor, points = _evaluate(run_dir, out, steps, methods, draws, num, eta, noise, echo)
+        _write_csv(out / "eval.csv", _trained_step(run_dir), rows, points, draws)
+        echo(f"wrote {out / 'eval.txt'}, {out / 'eval.csv'} and the plot")
+        return rows, floor
+
+
+def _trained_step(run_dir: Path) -> int:
+    latest = latest_checkpoint(run_dir / "checkpoints")
+    return int(latest.name.split("_")[1]) if latest is not None else 0
+
+
+def _write_csv(path: Path, step: int, rows: list[Any], points: int, draws: int) -> None:
+    with atomic_path(path) as tmp:
+        append_csv(tmp, step, rows, points=points, draws=draws)
 
 
 def _evaluate(
     run_dir: Path,
+    out: Path,
     steps: Sequence[int],
     methods: Sequence[str],
     draws: int,
@@ -61,7 +87,7 @@ def _evaluate(
     eta: float | None,
     noise: float | None,
     echo: Callable[[str], None],
-) -> tuple[list[Any], Any]:
+) -> tuple[list[Any], Any, int]:
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
     model = load(run_dir)
@@ -72,7 +98,7 @@ def _evaluate(
         rows, floor = mixed_report(
             model,
             data,
-            run_dir,
+            out,
             seed=cfg.train.seed,
             steps=steps,
             num=num,
@@ -80,8 +106,7 @@ def _evaluate(
             sample_steps=cfg.sample.steps,
             echo=echo,
         )
-        echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'samples.csv'}")
-        return rows, floor
+        return rows, floor, min(num, data.holdout.shape[0])
     if data.is_text:
         from flowmatch.evaluation.text import text_report
 
@@ -90,7 +115,7 @@ def _evaluate(
         rows, elbo = text_report(
             model,
             data.text,
-            run_dir,
+            out,
             seed=cfg.train.seed,
             steps=steps,
             num=num,
@@ -99,8 +124,7 @@ def _evaluate(
             corrector=s.corrector,
             echo=echo,
         )
-        echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
-        return rows, elbo
+        return rows, elbo, num
     eta = eta if eta is not None else cfg.sample.eta
     noise = noise if noise is not None else cfg.sample.noise
     for method in methods:
@@ -119,7 +143,7 @@ def _evaluate(
     rows, floor = final_report(
         model,
         data,
-        run_dir,
+        out,
         seed=cfg.train.seed,
         steps=steps,
         methods=methods,
@@ -130,5 +154,4 @@ def _evaluate(
         guidance=guidance,
         echo=echo,
     )
-    echo(f"wrote {run_dir / 'eval.txt'} and {run_dir / 'quality_vs_nfe.png'}")
-    return rows, floor
+    return rows, floor, eval_points(data, num)

@@ -16,7 +16,14 @@ from flowmatch.evaluation import seeds
 from flowmatch.evaluation.loop import Metric, evaluate_model
 from flowmatch.evaluation.points import format_straightness, model_straightness
 
-__all__ = ["append_csv", "run_report", "trim_eval_csv", "write_report"]
+__all__ = [
+    "SETTINGS_COLUMNS",
+    "append_csv",
+    "run_report",
+    "settings_line",
+    "trim_eval_csv",
+    "write_report",
+]
 
 
 def write_report(
@@ -27,6 +34,8 @@ def write_report(
     *,
     title: str,
     straightness: float | None = None,
+    points: int | None = None,
+    draws: int | None = None,
 ) -> str:
     """Write ``eval.txt`` (the table) and ``quality_vs_nfe.png`` into a run directory.
 
@@ -36,6 +45,8 @@ def write_report(
         rows, floor: the evaluation's rows and floor.
         title: the plot's title.
         straightness: a straightness figure for the table's last line, or None.
+        points, draws: points per set and draws per figure, stated in the table's first line
+            (the floor, and so the "x floor" column, depends on both).
 
     Returns:
         The table text.
@@ -45,6 +56,8 @@ def write_report(
 
     directory = Path(directory)
     table = metric.format_table(rows, floor)
+    if points is not None and draws is not None:
+        table = settings_line(points, draws) + "\n" + table
     if straightness is not None:
         table += "\n" + format_straightness(straightness)
     with atomic_path(directory / "eval.txt") as tmp:
@@ -84,19 +97,44 @@ def trim_eval_csv(path: str | Path, step: int) -> None:
         writer.writerows(kept)
 
 
-def append_csv(path: str | Path, step: int, rows: Sequence[Any]) -> None:
+def settings_line(points: int, draws: int) -> str:
+    """The first line of ``eval.txt``: the sizes the figures (and the floor) depend on."""
+    return f"{points} points per set, {draws} draws per figure"
+
+
+SETTINGS_COLUMNS = ["points", "draws"]
+"""The columns ``eval.csv`` ends with: points per set and draws of each row's figures."""
+
+
+def append_csv(
+    path: str | Path,
+    step: int,
+    rows: Sequence[Any],
+    *,
+    points: int | None = None,
+    draws: int | None = None,
+) -> None:
     """Append the rows of an evaluation at training step ``step`` to ``eval.csv`` (with the
-    rows' ``csv_header`` first when the file is new)."""
+    rows' ``csv_header`` first when the file is new), each ending with ``points`` and
+    ``draws`` (`SETTINGS_COLUMNS`) when given; a file written before those columns existed
+    keeps its layout."""
     if not rows:
         return
     path = Path(path)
-    new = not path.exists()
+    header = list(rows[0].csv_header)
+    if path.exists() and path.stat().st_size:
+        with open(path, newline="") as fh:
+            first = next(csv.reader(fh), [])
+        with_settings = first[-2:] == SETTINGS_COLUMNS
+    else:
+        with_settings = points is not None and draws is not None
     with open(path, "a", newline="") as fh:
         writer = csv.writer(fh)
-        if new:
-            writer.writerow(rows[0].csv_header)
+        if not path.stat().st_size:
+            writer.writerow(header + (SETTINGS_COLUMNS if with_settings else []))
         for r in rows:
-            writer.writerow([step, *r.csv_values()])
+            extra = [points, draws] if with_settings else []
+            writer.writerow([step, *r.csv_values(), *extra])
 
 
 def run_report(
@@ -158,5 +196,16 @@ def run_report(
     straight = None
     if straightness:
         straight = model_straightness(model, source, seed=seeds.stream_seed(seed, "straightness"))
-    echo(write_report(directory, metric, rows, floor, title=title, straightness=straight))
+    echo(
+        write_report(
+            directory,
+            metric,
+            rows,
+            floor,
+            title=title,
+            straightness=straight,
+            points=num,
+            draws=draws,
+        )
+    )
     return rows, floor

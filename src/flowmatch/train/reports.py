@@ -24,7 +24,7 @@ from flowmatch.flow import FlowModel
 from flowmatch.sampling import generate, labels_in_turn
 from flowmatch.train.data import RunData
 
-__all__ = ["final_report", "metric_of", "periodic_report", "plots", "text_reports"]
+__all__ = ["eval_points", "final_report", "metric_of", "periodic_report", "plots", "text_reports"]
 
 
 def metric_of(data: RunData) -> PointMetric | DigitsMetric:
@@ -46,6 +46,14 @@ def _generated(
     if isinstance(metric, DigitsMetric):
         return {"num": data.train.shape[0], "cond": data.labels, "guidance": guidance}
     return {"num": data.max_eval_points(num)}
+
+
+def eval_points(data: RunData, num: int) -> int:
+    """Points per set of an evaluation asking for ``num`` (what :func:`final_report` and
+    :func:`periodic_report` generate; recorded with the rows in ``eval.csv``)."""
+    if data.is_manifold:
+        return data.max_eval_points(num)
+    return int(_generated(data, metric_of(data), num, None)["num"])
 
 
 def final_report(
@@ -145,7 +153,8 @@ def periodic_report(
         methods=grid[1],
         **_generated(data, metric, min(num, 1000), guidance),
     )
-    append_csv(Path(directory) / "eval.csv", step, rows)
+    points = eval_points(data, min(num, 1000))
+    append_csv(Path(directory) / "eval.csv", step, rows, points=points, draws=1)
     return rows
 
 

@@ -22,6 +22,7 @@ import torch
 from flowmatch.errors import ConfigError, DataError, ModelFileError, RunExistsError
 from flowmatch.evaluation.reports import trim_eval_csv
 from flowmatch.models.files import load
+from flowmatch.models.hub import write_model_card
 from flowmatch.models.registry import architecture
 from flowmatch.rectify import Pairs
 from flowmatch.runlock import LOCK_NAME, RunLock
@@ -29,9 +30,15 @@ from flowmatch.train import build, distributed
 from flowmatch.train.batches import Batches, PairBatches, TensorBatches
 from flowmatch.train.config import RunConfig, dump_config, with_absolute_paths
 from flowmatch.train.data import RunData, load_run_data
-from flowmatch.train.logging import tensorboard_writer_class
+from flowmatch.train.loggers import check_loggers
 from flowmatch.train.loop import NonFiniteLossError, TrainLoop
-from flowmatch.train.reports import final_report, periodic_report, plots, text_reports
+from flowmatch.train.reports import (
+    eval_points,
+    final_report,
+    periodic_report,
+    plots,
+    text_reports,
+)
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "model_spec"]
 
@@ -129,8 +136,7 @@ class Trainer:
                 "config: train.precision: fp16 needs a CUDA device; use bf16",
                 key="train.precision",
             )
-        if cfg.train.tensorboard:
-            tensorboard_writer_class()
+        check_loggers(cfg.train.loggers, tensorboard=cfg.train.tensorboard)
         check_run_dir(self.out, resume=resume, overwrite=overwrite)
         # Everything that can fail on bad input happens before the run directory is touched.
         self.data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=base_dir)
@@ -241,6 +247,7 @@ class Trainer:
             floor = None
             if self.dist.is_main and self.final_eval:
                 rows, floor = self._finish()
+                write_model_card(self.out)  # model/README.md with eval.txt's table
             distributed.barrier(self.dist)
         finally:
             if hasattr(self, "loop"):
@@ -298,7 +305,8 @@ class Trainer:
             from flowmatch.evaluation.tables import mixed_report
 
             rows, floor = mixed_report(ema, self.data, self.out, sample_steps=s.steps, **common)
-            append_csv(self.out / "eval.csv", self.loop.step, rows)
+            points = min(ev.num_samples, self.data.holdout.shape[0])
+            append_csv(self.out / "eval.csv", self.loop.step, rows, points=points, draws=ev.draws)
             return rows, floor
         if self.data.is_text:
             rows, floor = text_reports(
@@ -310,7 +318,8 @@ class Trainer:
                 corrector=s.corrector,
                 **common,
             )
-            append_csv(self.out / "eval.csv", self.loop.step, rows)
+            points = ev.num_samples
+            append_csv(self.out / "eval.csv", self.loop.step, rows, points=points, draws=ev.draws)
             return rows, floor
         rows, floor = final_report(
             ema,
@@ -322,7 +331,8 @@ class Trainer:
             guidance=s.guidance,
             **common,
         )
-        append_csv(self.out / "eval.csv", self.loop.step, rows)
+        points = eval_points(self.data, ev.num_samples)
+        append_csv(self.out / "eval.csv", self.loop.step, rows, points=points, draws=ev.draws)
         plots(
             ema,
             self.data,
