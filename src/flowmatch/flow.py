@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from flowmatch.errors import SamplerError
-from flowmatch.models.base import call_model, net_labels
+from flowmatch.models.base import Pretrained, call_model, net_labels
 from flowmatch.paths import PREDICTION_KINDS, AffinePath, BrownianBridgePath
 from flowmatch.sources import check_source, draw_source, source_log_prob
 
@@ -38,7 +37,7 @@ def _count(value: Any, name: str, minimum: int) -> int | None:
     return value
 
 
-class FlowModel(nn.Module):
+class FlowModel(Pretrained, nn.Module):
     """A trained (or to-be-trained) flow: the network and what it means.
 
     Args:
@@ -338,27 +337,6 @@ class FlowModel(nn.Module):
     def flow_path(self) -> AffinePath | BrownianBridgePath:
         """:attr:`path` under its former name."""
         return self.path
-
-    def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and ``ema.safetensors`` (no pickle).
-
-        Args:
-            directory: the model directory (created; files replaced atomically).
-            ema: a FlowModel (or net) holding averaged weights for ``ema.safetensors``, what
-                :func:`flowmatch.load` reads by default; this model's weights when None.
-        """
-        from flowmatch.models.files import save_flow
-
-        return save_flow(directory, self, ema=ema)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str | Path, *, weights: str = "ema", device: str | torch.device = "cpu"
-    ) -> FlowModel:
-        """Rebuild a saved model from a run or model directory (see :func:`flowmatch.load`)."""
-        from flowmatch.models.files import load
-
-        return load(path, weights=weights, device=device)
 
 
 def _sampler_error(option: str, message: str) -> SamplerError:

@@ -41,30 +41,61 @@ def call_model(
 
 
 class Pretrained:
-    """``save_pretrained`` / ``from_pretrained`` for a model class with ``config()`` and a
-    ``net`` (the discrete, mixed-table and manifold models): files as
-    :func:`flowmatch.models.files.save_flow` writes them, read back by :func:`flowmatch.load`.
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for a model class with
+    ``config()`` and a ``net`` (FlowModel and the discrete, mixed-table and manifold models):
+    files as :func:`flowmatch.models.files.save_flow` writes them, read back by
+    :func:`flowmatch.load`, shared as :mod:`flowmatch.models.hub` describes.
     """
 
-    def save_pretrained(self, directory: str | Path, *, ema: nn.Module | None = None) -> Path:
-        """Write ``config.json`` + safetensors weights (``ema``'s for ``ema.safetensors``)."""
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        *,
+        ema: nn.Module | None = None,
+        card: dict[str, Any] | None = None,
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors``, ``ema.safetensors`` (no pickle) and
+        the model card ``README.md``.
+
+        Args:
+            directory: the model directory (created; files replaced atomically).
+            ema: a model of this class (or a net) holding averaged weights for
+                ``ema.safetensors``, what :func:`flowmatch.load` reads by default; this
+                model's weights when None.
+            card: facts for the model card: ``license``, ``data`` (the training data's
+                name), ``quality`` (the measured quality table), ``title``,
+                ``description``, ``tags`` (see :func:`flowmatch.models.hub.model_card`).
+        """
         from flowmatch.models.files import save_flow
 
-        return save_flow(directory, self, ema=ema)
+        return save_flow(directory, self, ema=ema, card=card)
 
     @classmethod
-    def from_pretrained(cls: type[T], path: str | Path, **kwargs: Any) -> T:
-        """Load a model directory (or run directory) of this class; see :func:`flowmatch.load`.
+    def from_pretrained(
+        cls: type[T], path: str | Path, *, revision: str | None = None, **kwargs: Any
+    ) -> T:
+        """Load a run directory, model directory or Hugging Face Hub repo id (``"user/name"``,
+        at ``revision``) holding a model of this class; see :func:`flowmatch.load` for
+        ``weights`` and ``device``.
 
         Raises:
             ValueError: the directory holds another kind of model.
+            ModelFileError: a missing or bad file, or a Hub repo that cannot be had.
         """
         from flowmatch.models.files import load
 
-        model = load(path, **kwargs)
+        model = load(path, revision=revision, **kwargs)
         if not isinstance(model, cls):
             raise ValueError(f"{path}: not a {cls.__name__}")
         return model
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        """Upload this model to the Hugging Face Hub (see
+        :func:`flowmatch.models.hub.push_to_hub` for ``token``, ``private``,
+        ``commit_message``); push the run directory instead to share its averaged weights."""
+        from flowmatch.models.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
 
 
 def net_labels(

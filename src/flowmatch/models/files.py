@@ -107,16 +107,25 @@ def spec_of(flow: FlowModel) -> dict[str, Any]:
     return spec
 
 
-def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) -> Path:
+def _write(
+    directory: Path,
+    spec: dict[str, Any],
+    nets: dict[str, nn.Module],
+    card: dict[str, Any] | None = None,
+) -> Path:
     """Check the spec as :func:`load` will (a file that cannot be read back is never
-    written), then write the weights and ``config.json``, each atomically."""
+    written), then write the weights, ``config.json`` and the model card ``README.md``
+    (:func:`flowmatch.models.hub.model_card`, with ``card``'s facts), each atomically."""
     from safetensors.torch import save_file
+
+    from flowmatch.models.hub import model_card, write_card
 
     full = {"format_version": FORMAT_VERSION, **spec}
     try:
         from flowmatch.models.spec import check_spec
 
         check_spec(json.loads(json.dumps(full, allow_nan=False)), "config.json")
+        model_card(full, card)  # an unknown card key fails before anything is written
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
     text = json.dumps(full, indent=2, sort_keys=True) + "\n"
@@ -127,11 +136,19 @@ def _write(directory: Path, spec: dict[str, Any], nets: dict[str, nn.Module]) ->
             save_file(tensors, str(tmp))
     with atomic_path(directory / "config.json") as tmp:
         tmp.write_text(text)
+    write_card(directory, full, card)
     return directory
 
 
-def save_flow(directory: str | Path, flow: Any, *, ema: nn.Module | None = None) -> Path:
-    """Write a FlowModel's ``config.json``, ``model.safetensors`` and ``ema.safetensors``.
+def save_flow(
+    directory: str | Path,
+    flow: Any,
+    *,
+    ema: nn.Module | None = None,
+    card: dict[str, Any] | None = None,
+) -> Path:
+    """Write a FlowModel's ``config.json``, ``model.safetensors``, ``ema.safetensors`` and
+    model card ``README.md``.
 
     Args:
         directory: the model directory (created; each file replaced atomically).
@@ -139,10 +156,12 @@ def save_flow(directory: str | Path, flow: Any, *, ema: nn.Module | None = None)
             discrete and mixed-table models); its net's weights go to ``model.safetensors``.
         ema: a model of the same class, or a net, with the averaged weights for
             ``ema.safetensors`` (what :func:`load` reads by default); ``flow``'s when None.
+        card: facts for the model card (``license``, ``data``, ``quality``, ...: see
+            :func:`flowmatch.models.hub.model_card`).
 
     Raises:
-        ModelFileError: the net is not a registered architecture, or an argument or info
-            value is not JSON-serializable.
+        ModelFileError: the net is not a registered architecture, an argument or info
+            value is not JSON-serializable, or an unknown ``card`` key.
     """
     try:
         spec = flow.config()
@@ -150,7 +169,8 @@ def save_flow(directory: str | Path, flow: Any, *, ema: nn.Module | None = None)
     except (TypeError, ValueError) as err:
         raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
     ema_net = ema.net if isinstance(ema, type(flow)) else ema
-    return _write(Path(directory), spec, {"model": flow.net, "ema": ema_net or flow.net})
+    nets = {"model": flow.net, "ema": ema_net or flow.net}
+    return _write(Path(directory), spec, nets, card)
 
 
 def save_model(
@@ -178,8 +198,12 @@ def save_model(
     return _write(Path(directory), spec, {"model": model, "ema": ema or model})
 
 
-def _model_dir(path: str | Path) -> Path:
-    path = Path(path)
+def _model_dir(path: str | Path, revision: str | None = None) -> Path:
+    """The model directory of a run directory, a model directory or, when ``path`` is no
+    local path but reads as a Hub repo id, its downloaded snapshot."""
+    from flowmatch.models.hub import download, is_hub_id  # huggingface_hub only for a hub id
+
+    path = download(path, revision) if is_hub_id(path) else Path(path)
     if (path / "model" / "config.json").is_file():
         return path / "model"
     if (path / "config.json").is_file():
@@ -281,9 +305,14 @@ def _read_weights(weight_file: Path) -> dict[str, torch.Tensor]:
 
 
 def load(
-    path: str | Path, *, weights: str = "ema", device: str | torch.device = "cpu"
+    path: str | Path,
+    *,
+    weights: str = "ema",
+    device: str | torch.device = "cpu",
+    revision: str | None = None,
 ) -> FlowModel | DiscreteFlowModel | MixedFlowModel:
-    """Rebuild a trained model from a run directory or its ``model/`` directory.
+    """Rebuild a trained model from a run directory, its ``model/`` directory or a Hugging
+    Face Hub repo id.
 
     Returns a :class:`~flowmatch.flow.FlowModel` (a
     :class:`~flowmatch.discrete.DiscreteFlowModel` for a discrete model, a
@@ -295,16 +324,21 @@ def load(
     of your own must be registered (:func:`flowmatch.models.register`) in this process.
 
     Args:
-        path: a run directory (holding ``model/``) or a model directory.
+        path: a run directory (holding ``model/``), a model directory, or a Hub repo id
+            ``"user/name"`` (a ``str`` that is no local path; needs ``huggingface_hub``:
+            only ``config.json``, ``*.safetensors`` and ``README.md`` are downloaded, see
+            :mod:`flowmatch.models.hub`). A local path always wins.
         weights: ``ema`` (default, what sampling should use) or ``model`` (raw weights).
         device: where to put the model.
+        revision: the Hub revision (branch, tag or commit) of a repo id; unused for a
+            local path.
 
     Raises:
         ModelFileError: a missing, corrupted or mismatched file, named in the message.
     """
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
-    directory = _model_dir(path)
+    directory = _model_dir(path, revision)
     cfg_file = directory / "config.json"
     spec = load_spec(directory)
     try:
