@@ -119,6 +119,8 @@ train:
   compile: true
   tensorboard: true
   max_minutes: 90.5
+  loggers: [csv, wandb]
+  wandb_project: fm-tests
 sample: {steps: 4, method: rk4, eta: 0.5, noise: 0.7, guidance: 1.5, temperature: 0.9,
          corrector: 0.5}
 eval: {steps: [1, 3], methods: [heun, dopri5], num_samples: 100, draws: 2}

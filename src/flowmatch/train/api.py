@@ -113,6 +113,7 @@ def train(
     checkpoint_every: int = 1000,
     log_every: int = 100,
     device: str = "auto",
+    precision: str = "fp32",
     progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> FlowModel | DiscreteFlowModel | MixedFlowModel:
@@ -149,8 +150,12 @@ def train(
         ema_decay: decay of the weight EMA, in [0, 1).
         optim: weight decay, warmup, gradient clipping, betas (:class:`OptimSettings`; its
             ``lr`` is replaced by ``lr``).
-        checkpoint_every, log_every: steps between checkpoints and ``metrics.csv`` rows.
+        checkpoint_every: steps between checkpoints.
+        log_every: steps between ``metrics.csv`` rows.
         device: auto (CUDA when available) | cpu | cuda.
+        precision: fp32 | bf16 | fp16 autocast; fp16 scales the loss
+            (``torch.amp.GradScaler``, checkpointed with the optimizer) so that small
+            gradients do not underflow, skipping the updates whose gradients overflow.
         progress: show a progress bar.
         echo: where messages go.
 
@@ -193,7 +198,10 @@ def train(
             flow.config()  # a model that could not be loaded back fails now, not at step 1000
         except ValueError as err:
             raise ModelFileError(f"{out}: cannot save the model ({err})") from None
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
     settings = LoopSettings(
+        precision=precision,
         steps=steps,
         batch_size=batch_size,
         ema_decay=ema_decay,

@@ -376,4 +376,7 @@ def loop_settings(cfg: RunConfig, *, progress: bool) -> LoopSettings:
         tensorboard=t.tensorboard,
         progress=progress,
         max_minutes=t.max_minutes,
+        loggers=tuple(t.loggers),
+        wandb_project=t.wandb_project,
+        hparams=config_to_dict(cfg),
     )

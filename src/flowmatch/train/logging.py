@@ -1,84 +1,126 @@
-"""What a training run records as it goes: ``metrics.csv``, TensorBoard and a progress bar.
+"""What a training run records as it goes: ``metrics.csv``, TensorBoard, Weights & Biases,
+``loss.png`` and a progress bar.
 
 ``metrics.csv`` holds one row per ``log_every`` steps (step, loss, lr, grad_norm, wall_time).
 On resume the rows beyond the resumed step are dropped, so the file reads as if the run had
-never stopped. Only the main process (rank 0) writes.
+never stopped. It is always written; ``train.loggers`` adds TensorBoard and W&B
+(:mod:`flowmatch.train.loggers`). ``loss.png`` (loss and learning rate against the step) is
+drawn from ``metrics.csv`` when the log closes, and refreshed every few minutes while training.
+Only the main process (rank 0) writes.
 """
 
 from __future__ import annotations
 
 import csv
+import time
+import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flowmatch.atomic import atomic_path
-from flowmatch.errors import ConfigError
+from flowmatch.train.loggers import (
+    METRICS_HEADER,
+    open_loggers,
+    resolve_loggers,
+    tensorboard_writer_class,
+)
 
 __all__ = [
     "METRICS_HEADER",
+    "PLOT_EVERY_S",
     "MetricsLog",
     "count_bar",
     "disabled_log",
     "progress_bar",
     "tensorboard_writer_class",
+    "write_loss_plot",
 ]
 
-METRICS_HEADER = ["step", "loss", "lr", "grad_norm", "wall_time"]
+PLOT_EVERY_S = 300.0
+"""Seconds between redraws of ``loss.png`` while training (a redraw takes about 0.1 s)."""
 
 
-def tensorboard_writer_class() -> Any:
-    """TensorBoard's ``SummaryWriter`` (a ConfigError naming ``train.tensorboard`` when the
-    package is missing)."""
+def write_loss_plot(out: Path) -> Path | None:
+    """Draw ``out/loss.png`` from ``out/metrics.csv``; None (and no file) when there are no
+    rows yet or matplotlib is not installed (``pip install 'flowmatch[plots]'``)."""
+    rows: list[list[float]] = []
+    with open(out / "metrics.csv", newline="") as fh:
+        for row in csv.reader(fh):
+            if len(row) == len(METRICS_HEADER) and row[0].isdigit():
+                rows.append([float(v) for v in row[:3]])
+    if not rows:
+        return None
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError(
-            "config: train.tensorboard: needs the tensorboard package "
-            "(pip install tensorboard), which is not installed",
-            key="train.tensorboard",
-        ) from None
-    return SummaryWriter
+        from flowmatch.viz.curves import loss_curve
+    except ImportError:  # matplotlib is optional
+        return None
+    steps, loss, lr = zip(*rows, strict=True)
+    return loss_curve(steps, loss, out / "loss.png", lr=lr, title=out.name)
 
 
 class MetricsLog:
-    """``metrics.csv`` (and TensorBoard scalars) of a run directory.
+    """The logs of a run directory: ``metrics.csv``, the backends of ``loggers`` and
+    ``loss.png``.
 
     Args:
         out: the run directory.
         step: the step training starts from (rows after it are dropped).
-        tensorboard: also write TensorBoard scalars under ``out/tensorboard``.
+        tensorboard: also write TensorBoard scalars under ``out/tensorboard`` (the older
+            ``train.tensorboard`` key; the same as adding ``"tensorboard"`` to ``loggers``).
+        loggers: backends among ``csv``, ``tensorboard``, ``wandb``; ``csv`` is always added.
+        hparams: the run's hyperparameters (the resolved config), recorded by each backend.
+        wandb_project: the W&B project (None: ``flowmatch``).
     """
 
-    def __init__(self, out: Path, *, step: int = 0, tensorboard: bool = False) -> None:
-        writer_class = tensorboard_writer_class() if tensorboard else None
-        path = out / "metrics.csv"
-        rows: list[list[str]] = []
-        if path.exists():
-            with open(path, newline="") as fh:
-                for row in csv.reader(fh):
-                    if len(row) == len(METRICS_HEADER) and row[0].isdigit():
-                        if int(row[0]) <= step:
-                            rows.append(row)
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(METRICS_HEADER)
-            writer.writerows(rows)
-        self._fh = open(path, "a", newline="")
-        self._csv = csv.writer(self._fh)
-        self._tb = writer_class(str(out / "tensorboard")) if writer_class else None
+    def __init__(
+        self,
+        out: Path,
+        *,
+        step: int = 0,
+        tensorboard: bool = False,
+        loggers: Iterable[str] = ("csv",),
+        hparams: Mapping[str, Any] | None = None,
+        wandb_project: str | None = None,
+    ) -> None:
+        given = tuple(loggers)
+        names = resolve_loggers(given, tensorboard=tensorboard)
+        self.out = Path(out)
+        self._backends = open_loggers(
+            self.out,
+            names,
+            step=step,
+            hparams=hparams,
+            wandb_project=wandb_project,
+            tensorboard_key="train.loggers" if "tensorboard" in given else "train.tensorboard",
+        )
+        self._plotted = time.monotonic()
 
     def write(self, step: int, loss: float, lr: float, grad_norm: float, wall: float) -> None:
-        """Append one row (and flush it)."""
-        self._csv.writerow([step, f"{loss:.6f}", f"{lr:.6g}", f"{grad_norm:.6g}", f"{wall:.3f}"])
-        self._fh.flush()
-        if self._tb is not None:
-            for name, value in (("loss", loss), ("lr", lr), ("grad_norm", grad_norm)):
-                self._tb.add_scalar(f"train/{name}", value, step)
+        """Append one row (and flush it) to every backend; redraw ``loss.png`` every
+        :data:`PLOT_EVERY_S` seconds."""
+        for backend in self._backends:
+            backend.write(step, loss, lr, grad_norm, wall)
+        if time.monotonic() - self._plotted >= PLOT_EVERY_S:
+            self._plot()
+
+    def _plot(self) -> None:
+        self._plotted = time.monotonic()
+        try:
+            write_loss_plot(self.out)
+        except Exception as err:  # a plot never stops a run (nor hides why it stopped)
+            warnings.warn(f"{self.out / 'loss.png'}: not drawn ({err})", stacklevel=2)
 
     def close(self) -> None:
-        self._fh.close()
-        if self._tb is not None:
-            self._tb.close()
+        """Close every backend, then draw ``loss.png``."""
+        errors = []
+        for backend in self._backends:
+            try:
+                backend.close()
+            except Exception as err:  # close the others all the same
+                errors.append(err)
+        self._plot()
+        if errors:
+            raise errors[0]
 
 
 class _Disabled:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ class TrainLoop:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda(optim.warmup_steps, settings.steps)
         )
+        # fp16 gradients underflow without loss scaling; bf16 (fp32's range) needs none
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=settings.precision == "fp16")
         self.gen = seeds.generator(settings.seed, "batches", rank=dist.rank, device=dev)
         self.batches = batches.to(dev)
         net: nn.Module = self.flow
@@ -149,6 +152,7 @@ class TrainLoop:
             optim = {
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "elapsed": self.elapsed,
                 "batches": self.batches.state_dict(),
             }
@@ -208,6 +212,8 @@ class TrainLoop:
             self.ema.module.net.load_state_dict(ck.ema)
             self.opt.load_state_dict(ck.optim["optimizer"])
             self.sched.load_state_dict(ck.optim["scheduler"])
+            if self.scaler.is_enabled() and ck.optim.get("scaler"):
+                self.scaler.load_state_dict(ck.optim["scaler"])
             self.batches.load_state_dict(ck.optim.get("batches", {}))
         except (RuntimeError, KeyError, ValueError, TypeError) as err:
             raise CheckpointError(
@@ -261,7 +267,14 @@ class TrainLoop:
         """
         s = self.settings
         if self.dist.is_main and self.out is not None:
-            self.log = MetricsLog(self.out, step=self.step, tensorboard=s.tensorboard)
+            self.log = MetricsLog(
+                self.out,
+                step=self.step,
+                tensorboard=s.tensorboard,
+                loggers=s.loggers,
+                hparams=s.hparams,
+                wandb_project=s.wandb_project,
+            )
         try:
             with self.stop.catching(enabled=self.out is not None):
                 return self._loop()
@@ -290,17 +303,26 @@ class TrainLoop:
                 with autocast:
                     loss = self.loss_fn(self.net, x1, x0=x0, cond=cond, generator=self.gen)
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                self.scaler.scale(loss).backward()  # fp16: the loss scaled up (else as is)
+                self.scaler.unscale_(self.opt)  # the gradient in true units, to clip and log
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     params, clip if clip is not None else float("inf")
                 )
                 loss_value, norm_value = loss.item(), grad_norm.item()
                 # The gradient norm is the same on every rank after DDP's all-reduce, so all
-                # ranks stop together; a NaN loss on any rank makes it non-finite.
-                if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                # ranks stop together; a NaN loss on any rank makes it non-finite. Under fp16
+                # loss scaling an overflowed gradient is expected now and then: the scaler
+                # skips that update and lowers the scale, so only the loss stops the run.
+                grad_ok = math.isfinite(norm_value) or self.scaler.is_enabled()
+                if not (math.isfinite(loss_value) and grad_ok):
                     self._stop_non_finite(loss_value, norm_value)
-                self.opt.step()
-                self.sched.step()
+                self.scaler.step(self.opt)  # fp16: skipped when the gradient overflowed
+                self.scaler.update()
+                with warnings.catch_warnings():  # torch warns when that skip was the first step
+                    warnings.filterwarnings(
+                        "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                    )
+                    self.sched.step()
                 self.ema.update(self.flow, self.step)
                 self.step += 1
                 window_loss += loss_value

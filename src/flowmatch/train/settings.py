@@ -4,8 +4,9 @@ learning-rate schedule."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["LoopSettings", "OptimSettings", "lr_lambda"]
 
@@ -44,11 +45,15 @@ class LoopSettings:
         eval_every: steps between calls of the periodic evaluation (None: never).
         precision: fp32 | bf16 | fp16 autocast.
         compile: wrap the model in ``torch.compile``.
-        tensorboard: also log to TensorBoard.
+        tensorboard: also log to TensorBoard (the same as adding it to ``loggers``).
         progress: show a progress bar (rank 0).
         max_minutes: wall-clock minutes this process may train before it checkpoints and
             stops with :class:`~flowmatch.errors.Preempted` (None: no limit); for jobs with a
             time limit.
+        loggers: where the metrics go besides ``metrics.csv`` (always written): any of
+            ``csv``, ``tensorboard``, ``wandb`` (:mod:`flowmatch.train.loggers`).
+        wandb_project: the Weights & Biases project (None: ``flowmatch``).
+        hparams: the run's hyperparameters (the resolved config), recorded by the loggers.
     """
 
     steps: int
@@ -63,6 +68,9 @@ class LoopSettings:
     tensorboard: bool = False
     progress: bool = True
     max_minutes: float | None = None
+    loggers: tuple[str, ...] = ("csv",)
+    wandb_project: str | None = None
+    hparams: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:

@@ -9,7 +9,8 @@ does not load it. Its modules:
 - :mod:`flowmatch.viz.points`: :func:`scatter` (2-D point clouds).
 - :mod:`flowmatch.viz.trajectories`: :func:`trajectories`, :func:`trajectory_grid` and
   :func:`save_gif` (2-D ODE trajectories, still and animated).
-- :mod:`flowmatch.viz.curves`: :func:`quality_vs_nfe` (a metric against the NFE).
+- :mod:`flowmatch.viz.curves`: :func:`quality_vs_nfe` (a metric against the NFE) and
+  :func:`loss_curve` (a run's loss and learning rate against the step).
 - :mod:`flowmatch.viz.images`: :func:`image_grid`, :func:`trajectory_strip` and
   :data:`GRID_PADDING` (image PNGs, pixel for pixel).
 - :mod:`flowmatch.viz.maps`: :func:`world_map` and :func:`globe` (points on the sphere),
@@ -33,7 +34,7 @@ Inputs may be torch tensors (any device and dtype) or numpy arrays.
 
 from __future__ import annotations
 
-from flowmatch.viz.curves import quality_vs_nfe
+from flowmatch.viz.curves import loss_curve, quality_vs_nfe
 from flowmatch.viz.images import GRID_PADDING, image_grid, trajectory_strip
 from flowmatch.viz.maps import globe, ramachandran, rotations, world_map
 from flowmatch.viz.points import scatter
@@ -43,6 +44,7 @@ __all__ = [
     "GRID_PADDING",
     "globe",
     "image_grid",
+    "loss_curve",
     "quality_vs_nfe",
     "ramachandran",
     "rotations",

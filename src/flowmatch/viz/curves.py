@@ -1,4 +1,5 @@
-"""Curves of a sample-quality metric against the number of function evaluations (NFE)."""
+"""Curves: a sample-quality metric against the number of function evaluations (NFE), and a
+run's training loss and learning rate against the step."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.ticker import StrMethodFormatter
 
-from flowmatch.viz._common import PathLike, _new_figure, _save_figure
+from flowmatch.viz._common import ArrayLike, PathLike, _new_figure, _save_figure, _to_numpy
 
-__all__ = ["quality_vs_nfe"]
+__all__ = ["loss_curve", "quality_vs_nfe"]
 
 
 def quality_vs_nfe(
@@ -24,7 +26,7 @@ def quality_vs_nfe(
 
     Args:
         table: method name -> list of (nfe, mean, std) tuples, e.g. the mean and spread of W2
-            over independent draws at each NFE (see DESIGN.md, "Measuring sample quality").
+            over independent draws at each NFE.
             A NaN std draws no error bar.
         path: output file; the format follows the suffix (.png, .pdf, .svg, ...).
         metric: name of the metric, used as the y label.
@@ -97,6 +99,69 @@ def quality_vs_nfe(
     ax.set_ylabel(metric)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
+    if title is not None:
+        ax.set_title(title)
+    return _save_figure(fig, path)
+
+
+def loss_curve(
+    steps: ArrayLike,
+    loss: ArrayLike,
+    path: PathLike,
+    *,
+    lr: ArrayLike | None = None,
+    title: str | None = None,
+) -> Path:
+    """Plot a training loss against the step (a log-scale y when every loss is positive), with
+    the learning rate in a second panel below it (``loss.png`` of every run directory).
+
+    Args:
+        steps: the logged steps, shape (N,), N >= 1 (``metrics.csv``'s ``step`` column).
+        loss: the loss at each step, shape (N,); non-finite values are not drawn.
+        path: output file; the format follows the suffix (.png, .pdf, .svg, ...).
+        lr: the learning rate at each step, shape (N,); None draws no second panel.
+        title: figure title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: on empty or mismatched inputs, or a bad file suffix.
+    """
+    x = _to_numpy(steps, "steps").astype(np.float64, copy=False).reshape(-1)
+    y = _to_numpy(loss, "loss").astype(np.float64, copy=False).reshape(-1)
+    if len(x) == 0 or y.shape != x.shape:
+        raise ValueError(
+            f"steps and loss must be non-empty with the same length, got {len(x)} and {len(y)}"
+        )
+    rate = None
+    if lr is not None:
+        rate = _to_numpy(lr, "lr").astype(np.float64, copy=False).reshape(-1)
+        if rate.shape != x.shape:
+            raise ValueError(f"lr must have the length of steps ({len(x)}), got {len(rate)}")
+    fig = _new_figure((5.5, 4.5) if rate is not None else (5.5, 3.5))
+    if rate is not None:
+        ax, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    else:
+        ax, ax_lr = fig.subplots(), None
+    finite = np.isfinite(y)
+    ax.plot(x[finite], y[finite], lw=1.2, marker="o" if finite.sum() < 30 else None, ms=3)
+    if finite.any() and (y[finite] > 0).all():
+        ax.set_yscale("log")
+        if y[finite].max() < 10 * y[finite].min():  # less than a decade: plain tick labels
+            plain = StrMethodFormatter("{x:.3g}")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+    ax.set_ylabel("loss")
+    ax.grid(True, which="major", alpha=0.3)
+    if ax_lr is not None and rate is not None:
+        ax_lr.plot(x, rate, color="tab:green", lw=1.2)
+        ax_lr.set_ylabel("lr")
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        ax_lr.grid(True, which="major", alpha=0.3)
+        ax_lr.set_xlabel("step")
+    else:
+        ax.set_xlabel("step")
     if title is not None:
         ax.set_title(title)
     return _save_figure(fig, path)

@@ -247,10 +247,12 @@ class TrainConfig(_Section):
         device: auto | cpu | cuda; auto picks cuda when available.
         precision: fp32 | bf16 | fp16 autocast.
         compile: wrap the model in torch.compile.
-        tensorboard: also log to TensorBoard.
+        tensorboard: also log to TensorBoard (an alias of adding tensorboard to loggers).
         max_minutes: wall-clock minutes this process may train; then it writes a checkpoint
             and exits with code 75, to be continued with ``--resume`` (for jobs with a time
             limit); null: no limit.
+        loggers: csv, tensorboard, wandb; csv (metrics.csv) is always written.
+        wandb_project: the Weights & Biases project of the wandb logger (null: flowmatch).
     """
 
     steps: PositiveInt = 20_000
@@ -265,6 +267,10 @@ class TrainConfig(_Section):
     compile: bool = False
     tensorboard: bool = False
     max_minutes: Annotated[_Float, Field(gt=0, le=10**7)] | None = None
+    loggers: Annotated[
+        list[Literal["csv", "tensorboard", "wandb"]], BeforeValidator(_as_list), Field(max_length=3)
+    ] = Field(default_factory=lambda: ["csv"])
+    wandb_project: Annotated[str, Field(max_length=128, pattern=r"^[^/\\#?%:]+$")] | None = None
 
 
 class SampleConfig(_Section):
