@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
+# Peers of tests/interop, without their dependencies (which would replace torch).
+	$(BIN)/python -m pip install --quiet --no-deps torchcfm flow_matching || echo \
+		"note: could not install torchcfm / flow_matching; their interop tests are skipped"
 	touch $(STAMP)
 
 install: $(STAMP) biopython-doc
