@@ -42,6 +42,8 @@ def hide(monkeypatch: pytest.MonkeyPatch, package: str) -> None:
     """Make ``import <package>`` fail as if it were not installed (and forget the flowmatch
     modules that imported it already)."""
     module = "torch.utils.tensorboard" if package == "tensorboard" else package
+    for name in [n for n in sys.modules if n == module or n.startswith(f"{module}.")]:
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, module, None)
     for name in [n for n in sys.modules if n.startswith("flowmatch.viz")]:
         monkeypatch.delitem(sys.modules, name)
