@@ -119,6 +119,7 @@ train:
   compile: true
   tensorboard: true
   max_minutes: 90.5
+  threads: 3
   loggers: [csv, wandb]
   wandb_project: fm-tests
 sample: {steps: 4, method: rk4, eta: 0.5, noise: 0.7, guidance: 1.5, temperature: 0.9,

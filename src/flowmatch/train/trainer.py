@@ -39,6 +39,7 @@ from flowmatch.train.reports import (
     plots,
     text_reports,
 )
+from flowmatch.train.threads import apply_threads
 
 __all__ = ["NonFiniteLossError", "RunExistsError", "TrainResult", "Trainer", "model_spec"]
 
@@ -151,6 +152,11 @@ class Trainer:
         net = build.build_net(cfg, self.data)
         self._warm_start(cfg, net)
         self.flow = build.build_flow(cfg, self.data, self.loss, net)
+        self.threads = apply_threads(
+            cfg.train.threads,
+            device=self.dist.device,
+            parameters=sum(p.numel() for p in net.parameters()),
+        )
         build.check_sampling(cfg, self.flow)
         self.lock: RunLock | None = None
         if lock is not None and lock.held:

@@ -248,6 +248,9 @@ class TrainConfig(_Section):
         precision: fp32 | bf16 | fp16 autocast.
         compile: wrap the model in torch.compile.
         tensorboard: also log to TensorBoard (an alias of adding tensorboard to loggers).
+        threads: torch's CPU threads while training; null: 1 for networks under a million
+            parameters on the CPU (faster there, see `flowmatch.train.threads`), else
+            torch's default; OMP_NUM_THREADS, when set, is respected.
         max_minutes: wall-clock minutes this process may train; then it writes a checkpoint
             and exits with code 75, to be continued with ``--resume`` (for jobs with a time
             limit); null: no limit.
@@ -267,6 +270,7 @@ class TrainConfig(_Section):
     compile: bool = False
     tensorboard: bool = False
     max_minutes: Annotated[_Float, Field(gt=0, le=10**7)] | None = None
+    threads: Annotated[_Int, Field(ge=1, le=1024)] | None = None
     loggers: Annotated[
         list[Literal["csv", "tensorboard", "wandb"]], BeforeValidator(_as_list), Field(max_length=3)
     ] = Field(default_factory=lambda: ["csv"])
