@@ -4,16 +4,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
+# The extras the tests, `make demo` and `make lint` (the docs site) use; pyproject.toml lists
+# them all.
+EXTRAS := dev,plots,digits,images,data,hub,tensorboard,docs
 
 .PHONY: install test demo lint format clean biopython-doc
 
 # torch is installed first, pinned, so that `torch>=...` in pyproject is already satisfied
 # and pip never pulls the CUDA build.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
 # Peers of tests/interop, without their dependencies (which would replace torch).
 	$(BIN)/python -m pip install --quiet --no-deps torchcfm flow_matching || echo \
 		"note: could not install torchcfm / flow_matching; their interop tests are skipped"

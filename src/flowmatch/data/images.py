@@ -92,6 +92,9 @@ def load_digits() -> ImageSplit:
     Returns:
         :class:`ImageSplit` with images (N, 1, 8, 8) and labels 0..9.
     """
+    from flowmatch._extras import require
+
+    require("sklearn", "digits", "the digits data set")
     from sklearn.datasets import load_digits as sk_digits
     from sklearn.model_selection import train_test_split
 
@@ -213,6 +216,9 @@ def _image_files(class_dir: Path) -> list[Path]:
 
 def _read_image(path: Path, mode: str, size: int) -> np.ndarray:
     """One image file as uint8 pixels (size, size) for mode "L", (size, size, 3) for "RGB"."""
+    from flowmatch._extras import require
+
+    require("PIL", "images", "image folders")
     from PIL import Image, UnidentifiedImageError
 
     try:

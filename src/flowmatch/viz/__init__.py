@@ -4,7 +4,9 @@ Time runs from t=0 (source, N(0, I) noise) to t=1 (data), as everywhere in flowm
 trajectory ``traj[0]`` is noise and ``traj[-1]`` is the sample.
 
 This package is the only part of flowmatch that imports matplotlib, and ``import flowmatch``
-does not load it. Its modules:
+does not load it. matplotlib is optional (``pip install 'flowmatch[plots]'``): without it,
+importing this package raises :class:`~flowmatch._extras.MissingExtraError`, one line naming
+the extra. Its modules:
 
 - :mod:`flowmatch.viz.points`: :func:`scatter` (2-D point clouds).
 - :mod:`flowmatch.viz.trajectories`: :func:`trajectories`, :func:`trajectory_grid` and
@@ -34,11 +36,15 @@ Inputs may be torch tensors (any device and dtype) or numpy arrays.
 
 from __future__ import annotations
 
-from flowmatch.viz.curves import loss_curve, quality_vs_nfe
-from flowmatch.viz.images import GRID_PADDING, image_grid, trajectory_strip
-from flowmatch.viz.maps import globe, ramachandran, rotations, world_map
-from flowmatch.viz.points import scatter
-from flowmatch.viz.trajectories import save_gif, trajectories, trajectory_grid
+from flowmatch._extras import require
+
+require("matplotlib", "plots", "plots (flowmatch.viz)")
+
+from flowmatch.viz.curves import loss_curve, quality_vs_nfe  # noqa: E402
+from flowmatch.viz.images import GRID_PADDING, image_grid, trajectory_strip  # noqa: E402
+from flowmatch.viz.maps import globe, ramachandran, rotations, world_map  # noqa: E402
+from flowmatch.viz.points import scatter  # noqa: E402
+from flowmatch.viz.trajectories import save_gif, trajectories, trajectory_grid  # noqa: E402
 
 __all__ = [
     "GRID_PADDING",
