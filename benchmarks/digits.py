@@ -79,7 +79,7 @@ GUIDANCE = (0.0, 1.0, 2.0, 4.0)
 GUIDANCE_NFE = 8
 SWEEP_ROWS = ("FM + midpoint", "FM-OT + Euler", "DDIM (eta 0)")  # the guidance table's rows
 STAGES = {"euler": 1, "midpoint": 2, "ddpm": 1, "ddim": 1}
-FLOOR_FACTOR = 2.0  # the target: FD within 2x of the train/test floor
+FLOOR_FACTOR = 2.0  # the target: FD within 2x of the train/test floor
 
 
 def cells(
@@ -261,7 +261,9 @@ def render(args: argparse.Namespace) -> None:
             f"a timing claim): {ms}.",
             "",
             format_tables(res, saved["nfes"], saved["guidance"]),
-            f"![digits]({Path(args.grid).relative_to(ROOT).as_posix()})"
+            "![digits]("
+            + os.path.relpath(Path(args.grid).resolve(), Path(args.results).resolve().parent)
+            + ")"
             if Path(args.grid).resolve().is_relative_to(ROOT)
             else "",
             "",

@@ -361,7 +361,9 @@ def render(args: argparse.Namespace) -> None:
             f"machine; not a timing claim, see train_overhead.py for those): {ms}.",
             "",
             *[format_table(res, saved["nfes"]) for res in results],
-            f"![W2 vs NFE]({Path(args.plot).relative_to(ROOT).as_posix()})"
+            "![W2 vs NFE]("
+            + os.path.relpath(Path(args.plot).resolve(), Path(args.results).resolve().parent)
+            + ")"
             if Path(args.plot).resolve().is_relative_to(ROOT)
             else "",
             "",

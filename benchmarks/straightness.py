@@ -331,7 +331,9 @@ def render(args: argparse.Namespace) -> None:
             "",
             format_ratios(results),
             "",
-            f"![trajectories]({Path(args.plot).relative_to(ROOT).as_posix()})"
+            "![trajectories]("
+            + os.path.relpath(Path(args.plot).resolve(), Path(args.results).resolve().parent)
+            + ")"
             if Path(args.plot).resolve().is_relative_to(ROOT)
             else "",
             "",

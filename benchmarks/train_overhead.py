@@ -1,6 +1,6 @@
 """Overhead of flowmatch's training step and fixed-step samplers over the bare network (CPU).
 
-The DESIGN.md quality bar "Overhead": a training step (independent coupling) costs at most
+The targets: a training step (independent coupling) costs at most
 1.03x the same model's bare forward + backward + AdamW step, and at most 1.3x with exact
 minibatch OT at batch 256; a fixed-step sampler costs at most 1.03x its NFE bare forwards.
 This script measures all of them in one run:
@@ -62,9 +62,9 @@ from flowmatch.data.toy2d import sample_toy
 SECTION_HEADER = "## Overhead (CPU)"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
 TARGET = 1.03
-"""The DESIGN.md bar for both the training step and the fixed-step samplers."""
+"""The target for both the training step and the fixed-step samplers."""
 OT_TARGET = 1.3
-"""The DESIGN.md bar for a training step with exact minibatch OT at batch 256."""
+"""The target for a training step with exact minibatch OT at batch 256."""
 PEER_NOTE = (
     "TorchCFM's exact OT (POT emd, pairs resampled with replacement) measured 3.8x a bare "
     "step on this machine class (issue 4)"

@@ -1,4 +1,4 @@
-"""The README's examples run as written."""
+"""The examples of the README and of the docs (the quickstart and the guides) run as written."""
 
 import os
 import re
@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+GUIDES = sorted((ROOT / "docs" / "guides").glob("*.md"))
+OWN_DATA = ROOT / "docs" / "guides" / "own-data.md"
 
 
-def _blocks(kind: str) -> list[str]:
-    return re.findall(rf"```{kind}\n(.*?)```", README.read_text(), flags=re.S)
+def _blocks(kind: str, page: Path = README) -> list[str]:
+    return re.findall(rf"```{kind}\n(.*?)```", page.read_text(), flags=re.S)
 
 
 def test_readme_tour_runs(capsys):
@@ -18,15 +21,24 @@ def test_readme_tour_runs(capsys):
     assert blocks, "README has no python block"
     for code in blocks:
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
-    assert "16" in capsys.readouterr().out.split()
+    assert "16" in capsys.readouterr().out.split()  # the NFE of 8 midpoint steps
+
+
+def test_docs_examples_run(capsys):
+    """Every python block of the quickstart and the guides, each in a fresh namespace."""
+    assert GUIDES, "docs/guides has no page"
+    for page in [ROOT / "docs" / "index.md", *GUIDES]:
+        for code in _blocks("python", page):
+            exec(compile(code, str(page), "exec"), {"__name__": "docs"})
+    assert "16" in capsys.readouterr().out.split()  # the quickstart's tour prints its NFE
 
 
 def test_readme_custom_network_and_dataset_run_in_fresh_processes(tmp_path):
-    """The "your own network and data" example: at most 25 lines, saved as ringnet.py, trained
-    by running it, loaded by fm.load in a fresh process and sampled by `flowmatch sample`, as
-    the README's commands say (run here line by line)."""
-    text = README.read_text()
-    code = next(b for b in _blocks("python") if '@fm.models.register("ringnet")' in b)
+    """The "your own data and network" guide's example: at most 25 lines, saved as ringnet.py,
+    trained by running it, loaded by fm.load in a fresh process and sampled by `flowmatch
+    sample`, as the guide's commands say (run here line by line)."""
+    text = OWN_DATA.read_text()
+    code = next(b for b in _blocks("python", OWN_DATA) if '@fm.models.register("ringnet")' in b)
     assert len(code.strip().splitlines()) <= 25
     (tmp_path / "ringnet.py").write_text(code)
     after = text[text.index(code) + len(code) :]

@@ -76,7 +76,8 @@ class Coupling(ABC):
         """For each source point x0[i], the index j of its partner x1[j].
 
         Args:
-            x0, x1: source and data points, shape (B, *D) (already checked).
+            x0: source points, shape (B, *D) (already checked).
+            x1: data points, shape (B, *D) (already checked).
             generator: torch RNG for sampled plans.
 
         Returns:

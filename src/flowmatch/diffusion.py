@@ -150,7 +150,8 @@ def ddpm_step(
         path: the model's path.
         x_t: the current state, (B, *D), at times t (B,).
         x1_hat: the model's estimate of the data, (B, *D).
-        t, s: current and next times, (B,), s > t (towards the data).
+        t: current times, (B,).
+        s: next times, (B,), s > t (towards the data).
         noise: the standard normal draw z, (B, *D); None for the posterior mean.
 
     Returns:
@@ -183,8 +184,10 @@ def ddim_step(
     Args:
         path: the model's path.
         x_t: the current state, (B, *D), at times t (B,).
-        x1_hat, eps_hat: the model's estimates of the data and of the noise x0, (B, *D).
-        t, s: current and next times, (B,), s > t.
+        x1_hat: the model's estimate of the data, (B, *D).
+        eps_hat: the model's estimate of the noise x0, (B, *D).
+        t: current times, (B,).
+        s: next times, (B,), s > t.
         eta: 0 (deterministic) to 1 (DDPM's variance).
         noise: the standard normal draw, (B, *D); required when eta > 0.
 

@@ -17,7 +17,8 @@ def slerp(z0: Tensor, z1: Tensor, alpha: Tensor) -> Tensor:
     """Spherical interpolation between noise vectors (keeps Gaussian noise at its typical norm).
 
     Args:
-        z0, z1: endpoints, shape (*D) (flattened for the angle).
+        z0: the first endpoint, shape (*D) (flattened for the angle).
+        z1: the second endpoint, shape (*D).
         alpha: interpolation weights in [0, 1], shape (K,).
 
     Returns:
@@ -60,12 +61,16 @@ def interpolate(
 
     Args:
         model: a trained model.
-        x_a, x_b: the two data points, shape (*D) each.
+        x_a: the first data point, shape (*D).
+        x_b: the second data point, shape (*D).
         num: number of outputs (>= 2), endpoints included.
-        steps, method: the decoding sampler (see :func:`sample`).
-        path, prediction: see :func:`model_velocity`.
+        steps: the decoding sampler's steps (see :func:`sample`).
+        method: the decoding sampler (see :func:`sample`).
+        path: see :func:`model_velocity`.
+        prediction: see :func:`model_velocity`.
         cond: conditioning of one point, shape (...), used for every output.
-        atol, rtol: dopri5 tolerances of the encoding (and of a dopri5 decoding).
+        atol: dopri5's absolute tolerance of the encoding (and of a dopri5 decoding).
+        rtol: dopri5's relative tolerance, likewise.
 
     Returns:
         The interpolated data, shape (num, *D).

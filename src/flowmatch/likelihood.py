@@ -188,7 +188,8 @@ def log_likelihood(
             ``hutchinson`` (``num_probes`` backward passes per evaluation, unbiased).
         solver: a method of :func:`~flowmatch.solvers.solve_ode`; dopri5 by default.
         steps: steps of a fixed-step solver.
-        atol, rtol: dopri5 tolerances (on the state and the log-density alike).
+        atol: dopri5's absolute tolerance (on the state and the log-density alike).
+        rtol: dopri5's relative tolerance (likewise).
         num_probes: Hutchinson probes per point (>= 2 for a standard error).
         probe: ``rademacher`` (+-1, lower variance) or ``gaussian``.
         cond: conditioning of a conditional model, shape (B, ...).

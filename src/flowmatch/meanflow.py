@@ -81,7 +81,8 @@ def meanflow_target(
     Args:
         model: called as ``model(x, r, t_end=t)`` (and ``cond=``), returning (B, *D).
         x_r: states at the start times, shape (B, *D).
-        r, t: start and end times, shape (B,), r <= t.
+        r: start times, shape (B,).
+        t: end times, shape (B,), r <= t.
         tangent: the velocity at (x_r, r) that moves x_r in the total derivative, shape
             (B, *D).
         cond: conditioning, shape (B, ...).

@@ -55,7 +55,8 @@ def optimal_assignment(x0: Tensor, x1: Tensor) -> Tensor:
     """The permutation ``perm`` minimising sum_i ||x0_i - x1_perm[i]||^2 (exact).
 
     Args:
-        x0, x1: point sets of shape (B, *D) (flattened for the cost).
+        x0: a point set of shape (B, *D) (flattened for the cost).
+        x1: the other point set, of the same shape.
 
     Returns:
         A permutation of ``range(B)``, int64 tensor of shape (B,) on the CPU. Deterministic:
@@ -92,7 +93,8 @@ def sinkhorn_plan(x0: Tensor, x1: Tensor, reg: float, *, relative: bool = False)
     still far from converged (marginal error > 1e-3), i.e. reg is too small for the cost.
 
     Args:
-        x0, x1: point sets of shape (B, *D).
+        x0: a point set of shape (B, *D).
+        x1: the other point set, of the same shape.
         reg: entropic regularisation epsilon, in units of the cost (squared distance), or of
             the batch's mean cost when ``relative``.
         relative: divide the cost by its mean first (a scale-free ``reg``).

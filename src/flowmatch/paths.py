@@ -287,7 +287,8 @@ class BrownianBridgePath:
         """Draw x_t on the bridge between paired points and its velocity target.
 
         Args:
-            x0, x1: paired points, shape (B, *D).
+            x0: source points, shape (B, *D).
+            x1: data points paired with them, shape (B, *D).
             t: times in [0, 1], shape (B,).
             generator: torch RNG of the bridge noise eps.
 

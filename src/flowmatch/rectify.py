@@ -115,7 +115,8 @@ def reflow_pairs(
         method: solver; the adaptive dopri5 by default (accurate pairs matter: the next flow
             learns whatever map these pairs describe).
         steps: solver steps (fixed-step methods; dopri5 ignores it).
-        atol, rtol: dopri5 tolerances.
+        atol: dopri5's absolute tolerance.
+        rtol: dopri5's relative tolerance.
         batch_size: points integrated at once.
         cond: labels of a conditional model, one per source point, shape (N, ...); the pairs
             keep them (the next flow learns the conditional maps).

@@ -109,7 +109,8 @@ def model_velocity(
     Args:
         model: a FlowModel, or a net (a velocity net on the linear path unless ``path`` /
             ``prediction`` say otherwise).
-        path, prediction: override the model's (see :func:`~flowmatch.flow.as_flow`).
+        path: overrides the model's path (see :func:`~flowmatch.flow.as_flow`).
+        prediction: overrides the model's prediction kind (likewise).
         cond: conditioning passed to every call, shape (B, ...).
         guidance: classifier-free guidance scale (see :meth:`FlowModel.prediction_field`).
 
@@ -159,10 +160,12 @@ def sample(
         method: an ODE solver (euler, midpoint, heun, rk4, dopri5); ``sde``, Euler-Maruyama
             on the flow's SDE (:func:`sample_sde`); ``ddpm`` or ``ddim``, the diffusion
             samplers of :mod:`flowmatch.diffusion` (any Gaussian path and prediction kind).
-        path, prediction: see :func:`model_velocity`.
+        path: see :func:`model_velocity`.
+        prediction: see :func:`model_velocity`.
         cond: conditioning, shape (B, ...).
         times: a custom time grid from 0 to 1 instead of ``steps`` (ODE solvers).
-        atol, rtol: dopri5 tolerances.
+        atol: dopri5's absolute tolerance.
+        rtol: dopri5's relative tolerance.
         average: use the average velocity (MeanFlow); None: when the model takes two times.
         eta: DDIM's stochasticity, in [0, 1] (ddim).
         noise: the SDE's noise scale g(t) = noise * sigma_t, or a callable g(t) (sde).
@@ -294,7 +297,9 @@ def sample_sde(
         x0: source samples (B, *D) at t=0.
         steps: Euler-Maruyama steps (= NFE).
         noise: g(t) = noise * sigma_t, or a callable g(t) -> (B,).
-        path, prediction, cond: see :func:`model_velocity`.
+        path: see :func:`model_velocity`.
+        prediction: see :func:`model_velocity`.
+        cond: see :func:`model_velocity`.
         generator: torch RNG of the Brownian increments.
 
     Returns:
@@ -335,7 +340,13 @@ def encode(
     Args:
         model: a trained model.
         x1: data, shape (B, *D).
-        steps, method, path, prediction, cond, atol, rtol: as in :func:`sample`.
+        steps: as in :func:`sample`.
+        method: as in :func:`sample`.
+        path: as in :func:`sample`.
+        prediction: as in :func:`sample`.
+        cond: as in :func:`sample`.
+        atol: as in :func:`sample`.
+        rtol: as in :func:`sample`.
 
     Returns:
         The noise at t=0, shape (B, *D).

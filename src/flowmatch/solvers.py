@@ -136,7 +136,8 @@ def time_grid(
 
     Args:
         steps: number of steps N >= 1.
-        t0, t1: start and end times (t1 < t0 integrates backwards).
+        t0: start time.
+        t1: end time (t1 < t0 integrates backwards).
 
     Returns:
         Times of shape (N+1,), with grid[0] = t0 and grid[-1] = t1 exactly.
@@ -189,9 +190,11 @@ def solve_ode(
         steps: number of uniform steps for fixed-step methods (or output intervals for
             dopri5, default 1). Mutually exclusive with ``times``.
         method: ``euler``, ``midpoint``, ``heun``, ``rk4`` (fixed step) or ``dopri5``.
-        t0, t1: start and end time of the uniform grid; t1 < t0 integrates backwards.
+        t0: start time of the uniform grid.
+        t1: end time of the uniform grid; t1 < t0 integrates backwards.
         times: a custom strictly monotone grid (N+1,) instead of ``steps``/``t0``/``t1``.
-        atol, rtol: tolerances of dopri5 (ignored by fixed-step methods).
+        atol: absolute tolerance of dopri5 (ignored by fixed-step methods).
+        rtol: relative tolerance of dopri5 (likewise).
         return_trajectory: also return the states at every grid time.
         error_norm: dopri5's error measure, ``batch`` or ``per_sample`` (see
             :class:`AdaptiveOptions`).

@@ -2,7 +2,7 @@
 
 - The AxialVMFFlow (uniform on S^2 to an axial vMF mixture, velocity and density in closed
   form): its samples follow the mixture, and the log-likelihood computed by integrating the
-  Riemannian divergence of its velocity matches the exact log-density (the issue's bar: 1e-2
+  Riemannian divergence of its velocity matches the exact log-density (within 1e-2
   nats), exactly and unbiasedly with tangent Hutchinson probes.
 - The Riemannian divergence against closed forms (rotation fields, gradients of linear
   functions, a torus field, a left-invariant field on SO(3)) and against a finite-difference
@@ -134,7 +134,7 @@ def likelihood_points() -> torch.Tensor:
 )
 def test_exact_likelihood_of_the_axial_flow_matches_its_density(kwargs, measured):
     """log p_1(x1) by integrating the exact Riemannian divergence of the closed-form velocity
-    back to the uniform base, against the closed-form log-density: the issue's bar is 1e-2
+    back to the uniform base, against the closed-form log-density: within 1e-2
     nats (max over 128 points); measured max errors 9.6e-7 (dopri5, tolerances 1e-7, 97
     evaluations) and 2.9e-5 (rk4, 100 steps, second order on S^2); also asserted below 20x
     those."""

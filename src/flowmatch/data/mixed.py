@@ -298,8 +298,10 @@ def save_mixed_table(
         continuous: values (N, Dc) of the continuous columns, in order.
         codes: codes (N, Dk) of the categorical columns, in order (integers; floats holding
             whole numbers, as :meth:`MixedFlowModel.split` returns, are accepted).
-        columns, kinds, categories: the table's layout (:attr:`MixedTable.layout`, or a
-            mixed model's ``info``).
+        columns: the table's column names (:attr:`MixedTable.layout`, or a mixed model's
+            ``info``).
+        kinds: the kind of each column, from the same layout.
+        categories: the category strings of each categorical column, from the same layout.
 
     Raises:
         DataError: shapes or codes that do not fit the layout, naming the file.

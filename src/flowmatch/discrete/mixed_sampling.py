@@ -52,8 +52,9 @@ class MixedFlowMatchingLoss:
     similar size (on standardized columns); raise it to favour the categorical columns.
 
     Args:
-        num_continuous, vocab_sizes: the model's layout (Dc, [V_j]); :meth:`for_model`
-            reads them from a model.
+        num_continuous: the number of continuous columns Dc of the model's layout;
+            :meth:`for_model` reads it from a model.
+        vocab_sizes: the category count V_j of each categorical column, [V_j].
         weight: the weight of the cross-entropy, >= 0 (default 1.0).
         schedule: kappa_t (linear by default); the model's, with :meth:`for_model`.
 

@@ -33,8 +33,9 @@ class DiscreteFlowModel(Pretrained, nn.Module):
         length: the sequence length L.
         vocab: a :class:`~flowmatch.data.text.Vocabulary` mapping ids to characters (kept
             in the model files); None for plain ids.
-        num_classes, null_class: labels (the null class, K by default, is "no label" for
-            classifier-free guidance); read from the net's attributes when None.
+        num_classes: the number of labels K; read from the net's attributes when None.
+        null_class: the label meaning "no label" for classifier-free guidance (K by default);
+            read from the net's attributes when None.
         info: JSON-serializable facts kept in the model file.
     """
 

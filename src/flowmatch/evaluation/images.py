@@ -178,11 +178,13 @@ def evaluate_images(
         labels: the class of each generated image, (num,) (e.g. the training labels), or
             None for unconditional samples.
         num: images per generated set.
-        steps, methods: the sampler grid (see :func:`flowmatch.sampling.generate`).
+        steps: the step counts of the sampler grid (see :func:`flowmatch.sampling.generate`).
+        methods: the samplers of the grid.
         draws: independent draws of the noise per figure.
         seed: seed of the draws (the same noise for every sampler).
         guidance: classifier-free guidance scale with ``labels``; None: conditional model.
-        eta, noise: of ddim and sde.
+        eta: DDIM's eta.
+        noise: the SDE's noise scale.
         on_row: called with each row as soon as it is computed.
 
     Returns:

@@ -82,7 +82,8 @@ def evaluate_model(
         num: samples per draw.
         draws: independent draws per figure.
         seed: seed of the draws (re-seeded for every method and step count).
-        eta, noise: of ddim and sde.
+        eta: DDIM's eta.
+        noise: the SDE's noise scale.
         cond: the labels of the ``num`` samples (labelled models), or None.
         guidance: classifier-free guidance scale with ``cond``.
         on_row: called with each row as soon as it is computed (progress).

@@ -42,11 +42,13 @@ def write_report(
     Args:
         directory: the run directory.
         metric: the metric the rows are of (it formats them).
-        rows, floor: the evaluation's rows and floor.
+        rows: the evaluation's rows.
+        floor: the evaluation's floor.
         title: the plot's title.
         straightness: a straightness figure for the table's last line, or None.
-        points, draws: points per set and draws per figure, stated in the table's first line
-            (the floor, and so the "x floor" column, depends on both).
+        points: points per set, stated in the table's first line (the floor, and so the
+            "x floor" column, depends on it and on ``draws``).
+        draws: draws per figure, stated there too.
 
     Returns:
         The table text.
@@ -165,8 +167,14 @@ def run_report(
             :class:`~flowmatch.evaluation.images.DigitsMetric`).
         source: ``f(n, generator)`` drawing source points.
         directory: the run directory the report is written to.
-        steps, methods, num, draws, eta, noise, cond, guidance: see
-            :func:`~flowmatch.evaluation.loop.evaluate_model`.
+        steps: see :func:`~flowmatch.evaluation.loop.evaluate_model`, as for the next seven.
+        methods: the samplers.
+        num: samples per draw.
+        draws: independent draws.
+        eta: DDIM's eta.
+        noise: the SDE's noise scale.
+        cond: labels of the samples, or None.
+        guidance: classifier-free guidance scale.
         seed: the run's seed; the draws come from its ``eval`` stream and the straightness
             points from its ``straightness`` stream (:mod:`flowmatch.evaluation.seeds`).
         title: the plot's title.

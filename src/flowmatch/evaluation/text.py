@@ -247,7 +247,8 @@ def text_report(
         directory: the run directory.
         seed: the run's seed (its ``eval`` stream draws everything).
         steps: the NFEs to score; num, draws: samples per draw and draws per NFE.
-        temperature, corrector: of the sampler.
+        temperature: the sampler's temperature.
+        corrector: the sampler's corrector strength.
         echo: where the table goes.
     """
     from flowmatch import viz

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -280,7 +280,7 @@ def select_mixture(
     train: Tensor,
     valid: Tensor,
     ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
-    **fit_kwargs,
+    **fit_kwargs: Any,
 ) -> tuple[VMFMixture | VonMisesMixture, list[tuple[int, float]]]:
     """Fit ``cls`` (VMFMixture or VonMisesMixture) for each K in ks on ``train`` and keep the K
     with the best mean log-likelihood on ``valid`` (ties: the smaller K).

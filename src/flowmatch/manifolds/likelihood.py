@@ -109,8 +109,8 @@ def manifold_log_likelihood(
         method: ``exact`` or ``hutchinson``.
         solver: ``dopri5`` (adaptive, ambient coordinates; ``atol``/``rtol``) or an exp-map
             Runge-Kutta method (euler, midpoint, heun, rk4) with ``steps`` steps.
-        num_probes, probe: Hutchinson's probes per point and their kind (rademacher,
-            gaussian).
+        num_probes: Hutchinson's probes per point.
+        probe: their kind (rademacher, gaussian).
         generator: RNG of the probes.
 
     Returns:

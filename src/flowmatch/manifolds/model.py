@@ -39,7 +39,8 @@ class ManifoldFlowModel(Pretrained, nn.Module):
         manifold: the :class:`~flowmatch.manifolds.Manifold`.
         path: the :class:`~flowmatch.manifolds.GeodesicPath` it is trained on (linear by
             default); it must be on ``manifold``.
-        num_classes, null_class: labels (read from the net's attributes when None).
+        num_classes: the number of labels (read from the net's attributes when None).
+        null_class: the "no label" class (read from the net's attributes when None).
         info: JSON-serializable facts kept in the model file (data name, units, columns).
 
     Shapes:

@@ -47,7 +47,8 @@ def solve_manifold_ode(
         x0: the points at t0, shape (B, n).
         steps: number of steps N >= 1 (NFE = N x stages: 1 euler, 2 midpoint/heun, 4 rk4).
         method: euler, midpoint, heun or rk4.
-        t0, t1: start and end times (t1 < t0 integrates backwards, e.g. data to noise).
+        t0: start time.
+        t1: end time (t1 < t0 integrates backwards, e.g. data to noise).
         return_trajectory: also return the (N+1, B, n) states on the grid.
 
     Returns:

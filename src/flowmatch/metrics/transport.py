@@ -35,7 +35,7 @@ def w2(a: Tensor | np.ndarray, b: Tensor | np.ndarray, *, max_iter: int = 10_000
         W2 = sqrt(min over plans of E ||x - y||^2), a float.
 
     Note:
-        Between finite samples W2 is noisy (see DESIGN.md): average it over several draws.
+        Between finite samples W2 is noisy: average it over several draws.
     """
     import ot  # POT: imported lazily, only the metrics need it
 

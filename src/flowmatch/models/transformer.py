@@ -119,8 +119,8 @@ class SequenceTransformer(nn.Module):
             None: 1000.
 
     Shapes:
-        token mode: x (B, L') int64 ids in [0, V), t (B,) or None [, cond (B,) int64]
-        [, mask (B, L') bool] -> (B, L', out_size) logits, L' <= L.
+        token mode: ``x (B, L') int64 ids in [0, V), t (B,) or None [, cond (B,) int64]
+        [, mask (B, L') bool] -> (B, L', out_size)`` logits, L' <= L.
         continuous mode: x (B, L', C) float -> (B, L', out_size), by default x's shape.
         t=0 is the source (noise or all-mask), t=1 the data; ``t=None`` means no time
         conditioning (an autoregressive model).

@@ -116,7 +116,7 @@ class UNet(nn.Module):
             where x is, to time e; ``t_end=None`` means e = t, the instantaneous velocity).
 
     Shapes:
-        x (B, C, S, S), t (B,) [, cond (B,) int64] [, t_end (B,)] -> (B, C, S, S).
+        ``x (B, C, S, S), t (B,) [, cond (B,) int64] [, t_end (B,)] -> (B, C, S, S)``.
 
     Example:
         >>> model = UNet(1, 8, base=16, num_classes=10)
