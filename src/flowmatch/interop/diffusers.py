@@ -255,7 +255,8 @@ def shifted_time_sampler(
 
     Args:
         scheduler_or_config: the scheduler or its config.
-        mu, image_seq_len: the dynamic shift.
+        mu: the dynamic shift's mu.
+        image_seq_len: the image sequence length mu is computed from, when mu is not given.
         base: the sampler of the unshifted times (e.g. ``fm.time.LogitNormal()`` for SD3's
             logit-normal weighting); Uniform by default.
         discrete: shift the T training timesteps (``fm.time.Discrete(T)``) instead.
