@@ -122,3 +122,29 @@ def test_changelog_follows_keep_a_changelog():
     assert text.startswith("# Changelog") and "## [Unreleased]" in text
     urls = _pyproject()["project"]["urls"]
     assert {"Homepage", "Documentation", "Changelog"} <= set(urls)
+
+
+def test_a_run_completes_without_matplotlib_and_says_the_plots_were_skipped(tmp_path):
+    """A core install: `flowmatch train` evaluates and writes eval.txt and eval.csv; the plots
+    are skipped with a warning naming the extra, and the command succeeds."""
+    out = _run(
+        f"""
+        import sys
+
+        sys.modules.update(dict.fromkeys({OPTIONAL!r}))
+        from flowmatch.cli import main
+
+        main(["train", "--out", {str(tmp_path / "run")!r}, "--no-progress",
+              "--set", "train.steps=5", "--set", "model.hidden=16",
+              "--set", "eval.steps=[1]", "--set", "eval.methods=[euler]",
+              "--set", "eval.num_samples=50", "--set", "eval.draws=1",
+              "--set", "data.num_holdout=100", "--set", "data.num_train=200",
+              {str(ROOT / "configs" / "checkerboard.yaml")!r}])
+        """
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "run" / "eval.txt").is_file() and (tmp_path / "run" / "eval.csv").is_file()
+    assert not (tmp_path / "run" / "quality_vs_nfe.png").exists()
+    assert "warning: quality_vs_nfe.png not written: plots (flowmatch.viz): needs matplotlib" in (
+        out.stdout + out.stderr
+    )

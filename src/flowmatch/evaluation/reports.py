@@ -53,7 +53,7 @@ def write_report(
     Returns:
         The table text.
     """
-    from flowmatch import viz
+    from flowmatch._extras import MissingExtraError
     from flowmatch.atomic import atomic_path
 
     directory = Path(directory)
@@ -67,13 +67,18 @@ def write_report(
     by_method: dict[str, list[tuple[int, float, float]]] = {}
     for r in rows:
         by_method.setdefault(r.method, []).append(metric.curve(r))
-    viz.quality_vs_nfe(
-        by_method,
-        directory / "quality_vs_nfe.png",
-        metric=metric.label,
-        floor=metric.floor_band(floor),
-        title=title,
-    )
+    try:
+        from flowmatch import viz
+
+        viz.quality_vs_nfe(
+            by_method,
+            directory / "quality_vs_nfe.png",
+            metric=metric.label,
+            floor=metric.floor_band(floor),
+            title=title,
+        )
+    except MissingExtraError as err:  # a core install: the table is written, the plot is not
+        return f"{table}\nwarning: quality_vs_nfe.png not written: {err}"
     return table
 
 

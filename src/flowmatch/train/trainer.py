@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from flowmatch._extras import MissingExtraError
 from flowmatch.errors import ConfigError, DataError, ModelFileError, RunExistsError
 from flowmatch.evaluation.reports import trim_eval_csv
 from flowmatch.models.files import load
@@ -339,16 +340,19 @@ class Trainer:
         )
         points = eval_points(self.data, ev.num_samples)
         append_csv(self.out / "eval.csv", self.loop.step, rows, points=points, draws=ev.draws)
-        plots(
-            ema,
-            self.data,
-            self.out,
-            seed=cfg.train.seed,
-            steps=s.steps,
-            method=s.method,
-            eta=s.eta,
-            noise=s.noise,
-            guidance=s.guidance,
-            num=ev.num_samples,
-        )
+        try:
+            plots(
+                ema,
+                self.data,
+                self.out,
+                seed=cfg.train.seed,
+                steps=s.steps,
+                method=s.method,
+                eta=s.eta,
+                noise=s.noise,
+                guidance=s.guidance,
+                num=ev.num_samples,
+            )
+        except MissingExtraError as err:  # a core install: the run is complete without plots
+            self.echo(f"warning: plots not written: {err}")
         return rows, floor
