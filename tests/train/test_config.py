@@ -124,7 +124,8 @@ train:
   wandb_project: fm-tests
 sample: {steps: 4, method: rk4, eta: 0.5, noise: 0.7, guidance: 1.5, temperature: 0.9,
          corrector: 0.5}
-eval: {steps: [1, 3], methods: [heun, dopri5], num_samples: 100, draws: 2}
+eval: {steps: [1, 3], methods: [heun, dopri5], num_samples: 100, draws: 2,
+       fit_training_time: false}
 """
 
 # The other variants of the union sections, each key away from its default.

@@ -36,6 +36,7 @@ def write_report(
     straightness: float | None = None,
     points: int | None = None,
     draws: int | None = None,
+    note: str | None = None,
 ) -> str:
     """Write ``eval.txt`` (the table) and ``quality_vs_nfe.png`` into a run directory.
 
@@ -49,6 +50,7 @@ def write_report(
         points: points per set, stated in the table's first line (the floor, and so the
             "x floor" column, depends on it and on ``draws``).
         draws: draws per figure, stated there too.
+        note: a line after it (e.g. why the sizes were scaled down), or None.
 
     Returns:
         The table text.
@@ -58,6 +60,8 @@ def write_report(
 
     directory = Path(directory)
     table = metric.format_table(rows, floor)
+    if note:
+        table = note + "\n" + table
     if points is not None and draws is not None:
         table = settings_line(points, draws) + "\n" + table
     if straightness is not None:
@@ -161,6 +165,7 @@ def run_report(
     guidance: float | None = None,
     title: str,
     straightness: bool = False,
+    note: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[Any], Any]:
     """The final evaluation of a run: every row (echoed as computed), the floor, the
@@ -184,6 +189,7 @@ def run_report(
             points from its ``straightness`` stream (:mod:`flowmatch.evaluation.seeds`).
         title: the plot's title.
         straightness: also measure the flow's straightness (a line of the table).
+        note: a line of ``eval.txt`` after the sizes (:func:`write_report`).
         echo: where progress lines and the table go.
 
     Returns:
@@ -219,6 +225,7 @@ def run_report(
             straightness=straight,
             points=num,
             draws=draws,
+            note=note,
         )
     )
     return rows, floor

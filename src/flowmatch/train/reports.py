@@ -24,7 +24,15 @@ from flowmatch.flow import FlowModel
 from flowmatch.sampling import generate, labels_in_turn
 from flowmatch.train.data import RunData
 
-__all__ = ["eval_points", "final_report", "metric_of", "periodic_report", "plots", "text_reports"]
+__all__ = [
+    "eval_points",
+    "final_report",
+    "metric_of",
+    "periodic_report",
+    "plots",
+    "text_reports",
+    "time_one_draw",
+]
 
 
 def metric_of(data: RunData) -> PointMetric | DigitsMetric:
@@ -48,6 +56,29 @@ def _generated(
     return {"num": data.max_eval_points(num)}
 
 
+def time_one_draw(
+    flow: FlowModel,
+    data: RunData,
+    num: int,
+    *,
+    steps: Sequence[int],
+    methods: Sequence[str],
+    eta: float = 0.0,
+    noise: float = 1.0,
+) -> float:
+    """Seconds one evaluation draw of ``num`` points over the whole sampler grid takes
+    (points data: sampling and the metric), measured, for :func:`fit_evaluation`."""
+    import time
+
+    metric = metric_of(data)
+    start = time.perf_counter()
+    evaluate_model(
+        flow, metric, flow.draw_source, steps=steps, methods=methods, num=num, draws=1,
+        seed=0, eta=eta, noise=noise,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
 def eval_points(data: RunData, num: int) -> int:
     """Points per set of an evaluation asking for ``num`` (what :func:`final_report` and
     :func:`periodic_report` generate; recorded with the rows in ``eval.csv``)."""
@@ -69,6 +100,7 @@ def final_report(
     eta: float = 0.0,
     noise: float = 1.0,
     guidance: float | None = None,
+    note: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> tuple[list[Any], Any]:
     """Every row, the floor, ``eval.txt`` and ``quality_vs_nfe.png`` of a run (a manifold
@@ -85,6 +117,7 @@ def final_report(
         draws: independent draws per figure.
         eta, noise: of ddim and sde.
         guidance: classifier-free guidance scale of labelled runs.
+        note: a line of ``eval.txt`` after the sizes (why they were scaled down).
         echo: where progress lines and the table go.
 
     Returns:
@@ -117,6 +150,7 @@ def final_report(
         seed=seed,
         eta=eta,
         noise=noise,
+        note=note,
         echo=echo,
         **_generated(data, metric, num, guidance),
         **what,

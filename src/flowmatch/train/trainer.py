@@ -31,6 +31,7 @@ from flowmatch.train import build, distributed
 from flowmatch.train.batches import Batches, PairBatches, TensorBatches
 from flowmatch.train.config import RunConfig, dump_config, with_absolute_paths
 from flowmatch.train.data import RunData, load_run_data
+from flowmatch.train.eval_budget import fit_evaluation
 from flowmatch.train.loggers import check_loggers
 from flowmatch.train.loop import NonFiniteLossError, TrainLoop
 from flowmatch.train.reports import (
@@ -39,6 +40,7 @@ from flowmatch.train.reports import (
     periodic_report,
     plots,
     text_reports,
+    time_one_draw,
 )
 from flowmatch.train.threads import apply_threads
 
@@ -187,8 +189,9 @@ class Trainer:
 
     def close(self) -> None:
         """Give the run directory's lock back (``run`` does so when it ends)."""
-        if getattr(self, "lock", None) is not None:
-            self.lock.release()
+        lock = getattr(self, "lock", None)
+        if lock is not None:
+            lock.release()
             self.lock = None
 
     def _batches(self, cfg: RunConfig) -> Batches:
@@ -271,16 +274,17 @@ class Trainer:
 
     def _periodic(self, step: int) -> None:
         ev, s = self.cfg.eval, self.cfg.sample
+        ema: Any = self.loop.ema.module  # a copy of self.flow, whose kind follows the data
         if self.data.is_mixed:
             return  # evaluated at the end (flowmatch eval re-scores a checkpoint's model)
         if self.data.is_text:
             from flowmatch.evaluation.text import heldout_elbo
 
-            bound = heldout_elbo(self.loop.ema.module, self.data.holdout[:500], seed=step)
+            bound = heldout_elbo(ema, self.data.holdout[:500], seed=step)
             self.echo(f"step {step}: held-out ELBO {bound[0]:.4f} ± {bound[1]:.4f} nats/token")
             return
         periodic_report(
-            self.loop.ema.module,
+            ema,
             self.data,
             self.out,
             step,
@@ -297,7 +301,7 @@ class Trainer:
         from flowmatch.evaluation.reports import append_csv
 
         cfg, ev, s = self.cfg, self.cfg.eval, self.cfg.sample
-        ema = self.loop.ema.module
+        ema: Any = self.loop.ema.module  # a copy of self.flow, whose kind follows the data
         # a run resumed after it finished evaluates again: its final rows are replaced
         trim_eval_csv(self.out / "eval.csv", self.loop.step - 1)
         self.echo(f"evaluating ({ev.draws} draws per figure)...")
@@ -328,6 +332,18 @@ class Trainer:
             points = ev.num_samples
             append_csv(self.out / "eval.csv", self.loop.step, rows, points=points, draws=ev.draws)
             return rows, floor
+        note = None
+        if ev.fit_training_time and not (self.data.is_image or self.data.is_manifold):
+            common["num"], common["draws"], note = fit_evaluation(
+                lambda n: time_one_draw(
+                    ema, self.data, n, steps=ev.steps, methods=ev.methods, eta=s.eta, noise=s.noise
+                ),
+                self.data.max_eval_points(ev.num_samples),
+                ev.draws,
+                self.loop.elapsed,
+            )
+            if note is not None:
+                self.echo(f"evaluation {note}")
         rows, floor = final_report(
             ema,
             self.data,
@@ -336,10 +352,13 @@ class Trainer:
             eta=s.eta,
             noise=s.noise,
             guidance=s.guidance,
+            note=note,
             **common,
         )
-        points = eval_points(self.data, ev.num_samples)
-        append_csv(self.out / "eval.csv", self.loop.step, rows, points=points, draws=ev.draws)
+        points = eval_points(self.data, common["num"])
+        append_csv(
+            self.out / "eval.csv", self.loop.step, rows, points=points, draws=common["draws"]
+        )
         try:
             plots(
                 ema,

@@ -310,6 +310,9 @@ class EvalConfig(_Section):
             of the ``sample`` section); a list or a comma-separated string.
         num_samples: samples per draw.
         draws: independent draws, for the mean and spread of each metric.
+        fit_training_time: points data: scale num_samples and then draws down so that the
+            final evaluation takes about the training time (at least a minute), saying so in
+            eval.txt (`flowmatch.train.eval_budget`); false: always the full sizes.
     """
 
     steps: SolverStepsList = Field(default_factory=lambda: [1, 2, 4, 8, 16])
@@ -318,6 +321,7 @@ class EvalConfig(_Section):
     ] = Field(default_factory=lambda: ["euler", "midpoint"])
     num_samples: Annotated[_Int, Field(gt=0, le=MAX_SAMPLES)] = 5_000
     draws: Annotated[_Int, Field(gt=0, le=1000)] = 5
+    fit_training_time: bool = True
 
 
 class RunConfig(_Section):
