@@ -33,7 +33,8 @@ def fit_evaluation(
 
     Args:
         pilot: ``pilot(n)`` runs one draw of n points and returns its seconds.
-        num, draws: the configured points per set and draws.
+        num: the configured points per set.
+        draws: the configured draws.
         budget: the seconds allowed (the training time); at least `MIN_BUDGET`.
 
     Returns:
