@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         if not (hasattr(err, "format_message") and hasattr(err, "exit_code")):
             raise
         if type(err).__name__ == "NoArgsIsHelpError":
-            err.show()  # prints the help
+            err.show()  # type: ignore[attr-defined]  # click's NoArgsIsHelpError: prints the help
             code = 0
         else:
             ctx = getattr(err, "ctx", None)

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor
 
-from flowmatch.paths import PREDICTION_KINDS, AffinePath, check_time
+from flowmatch.paths import PREDICTION_KINDS, AffinePath, PredictionKind, check_time
 from flowmatch.samplers import Sampler, register_sampler, run_sampler
 from flowmatch.schedules import DDPM
 from flowmatch.solvers import ODESolution, time_grid
@@ -203,6 +204,7 @@ def ddim_step(
     var = eta * eta * _posterior_variance(a_t, s_t, a_s, s_s)
     x_s = a_s * x1_hat + (s_s * s_s - var).clamp_min(0.0).sqrt() * eps_hat
     if eta > 0:
+        assert noise is not None  # checked above
         x_s = x_s + var.sqrt() * noise
     return x_s
 
@@ -334,7 +336,7 @@ def solve_diffusion(
         pred = predict(x, t)
         if kind == "velocity":
             return pred
-        return path.convert(pred, src=kind, dst="velocity", x_t=x, t=t)
+        return path.convert(pred, src=cast(PredictionKind, kind), dst="velocity", x_t=x, t=t)
 
     return run_sampler(
         method,

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from flowmatch.errors import SamplerError
 from flowmatch.models.base import Pretrained, call_model, net_labels
-from flowmatch.paths import PREDICTION_KINDS, AffinePath, BrownianBridgePath
+from flowmatch.paths import PREDICTION_KINDS, AffinePath, BrownianBridgePath, PredictionKind
 from flowmatch.sources import check_source, draw_source, source_log_prob
 
 __all__ = ["FlowModel", "as_flow"]
@@ -175,6 +175,7 @@ class FlowModel(Pretrained, nn.Module):
         net = self.net  # called directly: this sits on every sampler step
         if w is None or w == 1.0:
             return lambda x, t: call_model(net, x, t, cond)
+        assert cond is not None and self.null_class is not None  # check_guidance
         both = torch.cat([cond, torch.full_like(cond, self.null_class)])
 
         def guided(x: Tensor, t: Tensor) -> Tensor:
@@ -191,7 +192,8 @@ class FlowModel(Pretrained, nn.Module):
         predict = self.prediction_field(cond, guidance=guidance)
         if self.prediction == "velocity":
             return predict
-        path, kind = self.path, self.prediction
+        path, kind = self.path, cast(PredictionKind, self.prediction)  # checked in __init__
+        assert isinstance(path, AffinePath)  # __init__: a bridge model predicts a velocity
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             return path.convert(predict(x, t), src=kind, dst="velocity", x_t=x, t=t)

@@ -211,7 +211,7 @@ def log_likelihood(
     if isinstance(model, ManifoldFlowModel):
         from flowmatch.manifolds.likelihood import manifold_log_likelihood
 
-        res = manifold_log_likelihood(
+        result = manifold_log_likelihood(
             model.manifold,
             model.velocity_field(cond),
             x1,
@@ -225,7 +225,7 @@ def log_likelihood(
             probe=probe,
             generator=generator,
         )
-        return res if return_result else res.log_prob
+        return result if return_result else result.log_prob
     check_options(method, probe, num_probes)
     if x1.ndim < 2:
         raise ValueError(f"x1 must have shape (B, *D), got {tuple(x1.shape)}")

@@ -34,6 +34,7 @@ samples measured here (``benchmarks/meanflow_sweep.py``, ``benchmarks/onestep.py
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,7 +98,8 @@ def meanflow_target(
     def fn(x: Tensor, rr: Tensor, tt: Tensor) -> Tensor:
         return _call(model, x, rr, tt, cond)
 
-    u, du_dr = torch.func.jvp(fn, (x_r, r, t), (tangent, torch.ones_like(r), torch.zeros_like(t)))
+    out = torch.func.jvp(fn, (x_r, r, t), (tangent, torch.ones_like(r), torch.zeros_like(t)))
+    u, du_dr = out[0], out[1]  # (output, JVP); a third item only with has_aux
     gap = (t - r).reshape((-1,) + (1,) * (x_r.ndim - 1))
     v = tangent if v is None else v
     return u, (v + gap * du_dr).detach()
@@ -214,7 +216,7 @@ class MeanFlowLoss:
             generator=generator,
         )
         b = x1.shape[0]
-        kw = {"device": x1.device, "dtype": x1.dtype, "generator": generator}
+        kw: dict[str, Any] = {"device": x1.device, "dtype": x1.dtype, "generator": generator}
         a, c = self.time_sampler(b, **kw), self.time_sampler(b, **kw)
         if self.time_pairs == "gap":
             r, t = (1 - a) * c, (1 - a) * c + a

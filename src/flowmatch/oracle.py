@@ -26,7 +26,9 @@ from flowmatch.paths import AffinePath, check_time
 __all__ = ["GaussianMixture"]
 
 
-def _as_tensor(value: Tensor | Sequence[float] | float, name: str) -> Tensor:
+def _as_tensor(
+    value: Tensor | Sequence[Sequence[float]] | Sequence[float] | float, name: str
+) -> Tensor:
     try:
         out = torch.as_tensor(value, dtype=torch.float64)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -71,6 +73,7 @@ class GaussianMixture:
             raise ValueError("stds must all be > 0")
         w = torch.full((k,), 1.0 / k, dtype=torch.float64) if weights is None else None
         if w is None:
+            assert weights is not None  # w is None only when weights are given
             w = _as_tensor(weights, "weights")
             if w.shape != (k,):
                 raise ValueError(f"weights must have shape ({k},), got {tuple(w.shape)}")

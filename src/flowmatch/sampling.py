@@ -248,13 +248,14 @@ def generate(
     if (sampler.needs_score or average) and (steps is None or times is not None):
         raise ValueError(f"method {name!r} takes a number of steps, not a time grid")
     flow.check_sampler(name, eta=eta, average=average)
+    field: Callable[..., Tensor]
     if sampler.field == "average":
         field = flow.average_field(cond)
     else:
         field = flow.velocity_field(cond, guidance=guidance)
     if name in METHODS:
         return solve_ode(
-            field,
+            field,  # type: ignore[arg-type]  # the ODE methods integrate a velocity field
             x0,
             steps=None if times is not None else steps,
             method=name,
@@ -268,7 +269,7 @@ def generate(
         sampler,
         field,
         x0,
-        sampler.times(steps, options),
+        sampler.times(steps, options),  # type: ignore[arg-type]  # the grid rejects None
         options=options,
         generator=generator,
         return_trajectory=return_trajectory,

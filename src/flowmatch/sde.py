@@ -52,10 +52,10 @@ def _diffusion(path: AffinePath, noise: NoiseScale) -> Callable[[Tensor, Tensor]
         raise ValueError(f"noise must be a finite number >= 0 or a callable g(t), got {noise!r}")
     scale = float(noise)
 
-    def g(t: Tensor, like: Tensor) -> Tensor:
+    def g_sigma(t: Tensor, like: Tensor) -> Tensor:
         return scale * path.coefficients(t, like).sigma_t
 
-    return g
+    return g_sigma
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,7 @@ def oracle_demo(
     res = solve_ode(
         mixture.velocity(AffinePath()), x0, steps=steps, method="midpoint", return_trajectory=True
     )
+    assert res.trajectory is not None  # return_trajectory=True
     reference = mixture.sample(num, generator=g)
     gen_lp, true_lp = mixture.log_prob(res.x).mean().item(), mixture.log_prob(reference.double())
     echo(

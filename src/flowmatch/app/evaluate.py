@@ -90,7 +90,8 @@ def _evaluate(
 ) -> tuple[list[Any], Any, int]:
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
-    model = load(run_dir)
+    model: Any = load(run_dir)  # its kind follows the data's
+    rows: list[Any]
     if data.is_mixed:
         from flowmatch.evaluation.tables import mixed_report
 

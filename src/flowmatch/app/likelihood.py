@@ -105,7 +105,7 @@ def likelihood_run(
         ModelFileError: an unloadable run, or a source without a log-density.
         NumericalError: a point whose log-density is NaN/Inf (nothing is written; exit 3).
     """
-    from flowmatch.likelihood import log_likelihood
+    from flowmatch.likelihood import LikelihoodResult, log_likelihood
 
     data_file = Path(data_file)
     model = load(run_dir)
@@ -160,6 +160,7 @@ def likelihood_run(
                     f"({' '.join(str(err).split())}); the model's velocity is not finite there, "
                     "nothing was written"
                 ) from None
+            assert isinstance(res, LikelihoodResult)  # return_result=True
             log_probs.append(res.log_prob + log_jacobian)
             std_errs.append(res.std_err)
             nfes.append(res.nfe)

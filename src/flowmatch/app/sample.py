@@ -200,15 +200,15 @@ def sample_run(
     if interpolate is not None:
         x, what = _interpolants(model, Path(interpolate), num, steps, method)
     else:
-        g = torch.Generator().manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed)
         res = generate(
             model,
-            model.draw_source(num, g),
+            model.draw_source(num, gen),
             steps=steps,
             method=method,
             eta=eta,
             noise=noise,
-            generator=g,
+            generator=gen,
             cond=labels,
             guidance=guidance,
         )

@@ -222,7 +222,8 @@ def _read_image(path: Path, mode: str, size: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            image: Image.Image = opened
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit gray PNG
                 wide = np.asarray(image).astype(np.int64)
                 image = Image.fromarray(np.clip((wide + 128) // 257, 0, 255).astype(np.uint8))

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,7 +131,8 @@ def _parse_structure(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
     name = path.name.lower()
     parser = MMCIFParser if name.removesuffix(".gz").endswith(".cif") else PDBParser
-    names, angles, atoms = [], [], []
+    names, angles = [], []
+    atoms: list[Any] = []  # per residue: 3 coordinate rows, or a NaN (3, 3) array
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PDBConstructionWarning)
         with gzip.open(path, "rt") if name.endswith(".gz") else open(path) as fh:

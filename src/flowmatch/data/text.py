@@ -233,7 +233,7 @@ def _items(
     """(location, item) pairs, and the 'too few' phrase. A str is one text located by line
     numbers; a list is located by 1-based item numbers (chunked one text at a time)."""
     is_str = isinstance(texts, str)
-    texts = [texts] if is_str else list(texts)
+    texts = [texts] if isinstance(texts, str) else list(texts)
     if lowercase:
         texts = [t.lower() for t in texts]
     items: list[tuple[str, str]] = []

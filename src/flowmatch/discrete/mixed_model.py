@@ -82,6 +82,8 @@ class MixedFlowModel(Pretrained, nn.Module):
         mask_ids: (Dk,) long, V_j: the mask code of each column.
     """
 
+    mask_ids: Tensor  # a buffer
+
     kind = "mixed"
 
     def __init__(

@@ -31,6 +31,9 @@ class ExactPosterior(nn.Module):
         x_t (B, L), t (B,) -> logits (B, L, V) (log-probabilities; -inf where impossible).
     """
 
+    table: Tensor  # buffers
+    p0: Tensor
+
     def __init__(self, table: Tensor, path: MixturePath) -> None:
         super().__init__()
         table = table.to(torch.float64)

@@ -201,7 +201,9 @@ class MixturePath:
                 f"x1 must be (B, L) and t (B,), got {tuple(x1.shape)} and {tuple(t.shape)}"
             )
         if x0 is None:
-            x0 = self.sample_source(tuple(x1.shape), generator=generator, device=x1.device)
+            x0 = self.sample_source(
+                (x1.shape[0], x1.shape[1]), generator=generator, device=x1.device
+            )
         kappa, _ = self.kappa(t.to(torch.float64))
         coin = torch.rand(x1.shape, generator=generator, dtype=torch.float64, device=x1.device)
         return torch.where(coin < kappa[:, None], x1, x0)

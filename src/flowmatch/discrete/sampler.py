@@ -89,7 +89,7 @@ def _start(
     fixed = fixed.to(device)
     if bool((x0[fixed] >= path.vocab_size).any()):
         raise SamplerError("fixed positions must hold data tokens, not the mask", option="fixed")
-    source = path.sample_source(tuple(x0.shape), generator=generator, device=device)
+    source = path.sample_source((x0.shape[0], x0.shape[1]), generator=generator, device=device)
     return torch.where(fixed, x0, source), ~fixed
 
 
@@ -162,6 +162,7 @@ def sample(
             kappa, d_kappa = path.kappa(t64)
             up = ((1.0 + corrector) * h * d_kappa / (1.0 - kappa)).clamp(max=1.0)
             down = (corrector * h * d_kappa / kappa.clamp_min(1e-12)).clamp(max=1.0)
+            assert mask_id is not None  # _check: the corrector needs the mask source
             masked = x == mask_id
             new = torch.where(masked & (u < up), draw, x)
             x = torch.where(free & ~masked & (u < down), torch.full_like(x, mask_id), new)

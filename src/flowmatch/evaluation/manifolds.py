@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -92,7 +92,7 @@ def heldout_nll(
 
     device = next(model.parameters()).device
     parts = [
-        log_likelihood(model, points[i : i + batch].to(device)).cpu()
+        cast(Tensor, log_likelihood(model, points[i : i + batch].to(device))).cpu()
         for i in range(0, points.shape[0], batch)
     ]
     nll = -torch.cat(parts).double()

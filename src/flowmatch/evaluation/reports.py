@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -148,9 +148,20 @@ def append_csv(
             writer.writerow([step, *r.csv_values(), *extra])
 
 
+class ReportMetric(Metric, Protocol):
+    """A :class:`~flowmatch.evaluation.loop.Metric` that also has a progress line per row and
+    a floor (what :func:`run_report` needs)."""
+
+    def format_row(self, row: Any) -> str:
+        """One progress line for a row."""
+
+    def floor(self, num: int, draws: int, seed: int) -> Any:
+        """The evaluation's floor."""
+
+
 def run_report(
     model: nn.Module,
-    metric: Metric,
+    metric: ReportMetric,
     source: Callable[[int, torch.Generator], Tensor],
     directory: str | Path,
     *,

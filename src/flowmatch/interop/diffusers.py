@@ -276,6 +276,8 @@ class FromDiffusersVelocity(nn.Module):
     """A diffusers-convention velocity model as our net ``net(x, t)``; see
     :func:`from_diffusers_velocity`."""
 
+    model: Callable[..., Any]  # set by store_model
+
     def __init__(
         self, model: Callable[..., Any], num_train_timesteps: int = 1000, cond_name: str = "cond"
     ) -> None:
@@ -294,6 +296,8 @@ class FromDiffusersVelocity(nn.Module):
 
 class DiffusersVelocity(nn.Module):
     """Our velocity net as a diffusers-convention model; see :func:`to_diffusers_velocity`."""
+
+    model: Callable[..., Any]  # set by store_model
 
     def __init__(self, net: Callable[..., Any], num_train_timesteps: int = 1000) -> None:
         super().__init__()

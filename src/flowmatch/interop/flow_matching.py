@@ -35,6 +35,8 @@ __all__ = ["FromFlowMatching", "from_flow_matching", "to_flow_matching"]
 class FromFlowMatching(nn.Module):
     """A ``flow_matching`` model as our net ``net(x, t)``; see :func:`from_flow_matching`."""
 
+    model: Callable[..., Any]  # set by store_model
+
     def __init__(
         self,
         model: Callable[..., Any],

@@ -36,6 +36,8 @@ __all__ = ["FromTorchCFM", "TorchCFMVelocity", "from_torchcfm", "loss_from_torch
 class FromTorchCFM(nn.Module):
     """A TorchCFM ``(t, x)`` model as our net ``net(x, t)``; see :func:`from_torchcfm`."""
 
+    model: Callable[..., Any]  # set by store_model
+
     def __init__(
         self, model: Callable[..., Any], time: str = "batch", cond_name: str = "y"
     ) -> None:
@@ -53,6 +55,8 @@ class FromTorchCFM(nn.Module):
 
 class TorchCFMVelocity(nn.Module):
     """Our net as a TorchCFM / torchdyn ``(t, x, *args)`` module; see :func:`to_torchcfm`."""
+
+    model: Callable[..., Any]  # set by store_model
 
     def __init__(self, net: Callable[..., Any]) -> None:
         super().__init__()

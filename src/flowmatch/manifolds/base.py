@@ -95,7 +95,8 @@ class Manifold(ABC):
         flowmatch override it with their closed forms.
         """
         s = s[:, None].to(x.dtype)
-        return torch.func.jvp(lambda s_: self.exp(x, s_ * u), (s,), (torch.ones_like(s),))
+        out = torch.func.jvp(lambda s_: self.exp(x, s_ * u), (s,), (torch.ones_like(s),))
+        return out[0], out[1]  # (point, velocity); a third item only with has_aux
 
     # ---------------------------------------------------------------------- the base
     @property
@@ -147,7 +148,7 @@ class Manifold(ABC):
         return f"{type(self).__name__}({self.dim})"
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
+        return type(self) is type(other) and self.to_dict() == other.to_dict()
 
     def __hash__(self) -> int:
         return hash(repr(self))

@@ -276,7 +276,7 @@ def fit_von_mises_mixture(
 
 
 def select_mixture(
-    cls: type,
+    cls: type[VMFMixture] | type[VonMisesMixture],
     train: Tensor,
     valid: Tensor,
     ks: Sequence[int] = (1, 2, 4, 8, 16, 32, 64),
@@ -304,4 +304,5 @@ def select_mixture(
         table.append((k, ll))
         if best is None or ll > best_ll:
             best, best_ll = model, ll
+    assert best is not None  # ks is not empty
     return best, table

@@ -67,6 +67,7 @@ class RiemannianFlowMatchingLoss:
         t = self.time_sampler(x1.shape[0], device=x1.device, dtype=x1.dtype, generator=generator)
         x_t, u_t = self.path.sample(x0, x1, t)
         if cond is not None and self.cond_dropout > 0:
+            assert self.null_cond is not None  # check_label_dropout
             cond = drop_labels(cond, self.cond_dropout, self.null_cond, generator=generator)
         kwargs = {} if cond is None else {"cond": cond}
         v = model(x_t, t, **kwargs)

@@ -78,6 +78,7 @@ def solve_manifold_ode(
             stages.append(manifold.proj_tangent(x, velocity(xi, ti)))
             nfe += 1
         step = sum(w * s for w, s in zip(tableau.b, stages, strict=True) if w != 0.0)
+        assert isinstance(step, Tensor)  # the weights b are not all zero
         x = manifold.proj_point(manifold.exp(x, h * step))
         if trajectory is not None:
             trajectory.append(x)

@@ -47,6 +47,7 @@ def straightness(
         raise ValueError("method must be a fixed-step solver for straightness, got 'dopri5'")
     res = solve_ode(velocity, x0, steps=steps, method=method, return_trajectory=True)
     traj, times = res.trajectory, res.times
+    assert traj is not None  # return_trajectory=True
     chord = traj[-1] - traj[0]
     errs = []
     for k in range(times.shape[0]):

@@ -40,11 +40,11 @@ def _quiet_rdkit() -> Iterator[None]:
         with rdBase.BlockLogs():
             yield
         return
-    RDLogger.DisableLog("rdApp.*")
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]  # not in RDKit's stubs
     try:
         yield
     finally:
-        RDLogger.EnableLog("rdApp.*")
+        RDLogger.EnableLog("rdApp.*")  # type: ignore[attr-defined]  # not in RDKit's stubs
 
 
 def canonical_smiles(smiles: Sequence[str]) -> list[str | None]:

@@ -52,6 +52,8 @@ class SinusoidalTimeEmbedding(nn.Module):
         t (B,) -> (B, dim).
     """
 
+    freqs: Tensor  # a buffer
+
     def __init__(self, dim: int, *, max_frequency: float = 1000.0) -> None:
         super().__init__()
         if dim < 2 or dim % 2:

@@ -23,7 +23,7 @@ from flowmatch.errors import ModelFileError
 from flowmatch.flow import FlowModel
 from flowmatch.models import registry
 from flowmatch.models.embeddings import DEFAULT_TIME_FREQUENCY
-from flowmatch.paths import AffinePath, path_from_dict, path_to_dict
+from flowmatch.paths import AffinePath, BrownianBridgePath, path_from_dict, path_to_dict
 
 if TYPE_CHECKING:
     from flowmatch.discrete.mixed_model import MixedFlowModel
@@ -49,7 +49,7 @@ INFO_KEYS = ("data", "columns", "class_names", "objective", "coupling")
 """Descriptive keys of ``config.json`` kept in :attr:`FlowModel.info`."""
 
 
-def build_path(spec: dict[str, Any]) -> AffinePath:
+def build_path(spec: dict[str, Any]) -> AffinePath | BrownianBridgePath:
     """The path of a ``{"schedule": name, **params}`` dict (see
     :func:`~flowmatch.paths.path_from_dict`)."""
     return path_from_dict(spec)
@@ -203,7 +203,7 @@ def _model_dir(path: str | Path, revision: str | None = None) -> Path:
     local path but reads as a Hub repo id, its downloaded snapshot."""
     from flowmatch.models.hub import download, is_hub_id  # huggingface_hub only for a hub id
 
-    path = download(path, revision) if is_hub_id(path) else Path(path)
+    path = download(str(path), revision) if is_hub_id(path) else Path(path)
     if (path / "model" / "config.json").is_file():
         return path / "model"
     if (path / "config.json").is_file():

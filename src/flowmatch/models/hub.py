@@ -93,7 +93,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     from flowmatch import __version__
 
     try:
-        folder = huggingface_hub.snapshot_download(
+        folder: str | Path = huggingface_hub.snapshot_download(
             repo_id,
             revision=revision,
             allow_patterns=list(HUB_FILES),
@@ -165,7 +165,7 @@ def model_card(spec: dict[str, Any], card: dict[str, Any] | None = None) -> str:
     if unknown:
         raise ValueError(f"card: unknown keys {unknown} (known: {', '.join(CARD_KEYS)})")
     kind = spec.get("kind") or "flow"
-    arch = spec.get("arch") if isinstance(spec.get("arch"), dict) else {}
+    arch = spec["arch"] if isinstance(spec.get("arch"), dict) else {}
     arch_name = str(arch.get("name", "custom"))
     data = _data_name(card.get("data", spec.get("data")))
     tags = ["flowmatch", "flow-matching", _tag(_KINDS.get(kind, kind)), _tag(arch_name)]

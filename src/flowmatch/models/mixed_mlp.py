@@ -39,6 +39,8 @@ class MixedMLP(nn.Module):
         x (B, Dc + Dk), t (B,) -> (B, Dc + sum(V_j)).
     """
 
+    offsets: Tensor  # a buffer
+
     def __init__(
         self,
         num_continuous: int,

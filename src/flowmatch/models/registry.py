@@ -126,7 +126,7 @@ def register(name: str) -> Callable[[T], T]:
                     _record(self, name, signature.bind(self, *args, **kwargs))
                     del self.__dict__[_ARCH_ATTR]["self"]
 
-            obj.__init__ = __init__  # type: ignore[misc]
+            obj.__init__ = __init__  # type: ignore[method-assign]
             _REGISTRY[name] = obj
             return obj
         if callable(obj):
@@ -212,7 +212,7 @@ def build(arch: Mapping[str, Any] | str, **kwargs: Any) -> nn.Module:
     else:
         params = {**dict(arch), **kwargs}
         name = params.pop("name", None)
-    ctor = lookup(name)  # type: ignore[arg-type]
+    ctor = lookup(name)
     signature = inspect.signature(ctor)  # a class's without self; a factory's own
     try:
         signature.bind(**params)

@@ -204,9 +204,9 @@ def _file_model(kind: str) -> type[BaseModel]:
         fields.update(
             kind=(Literal["flow"], None),
             path=(Any, _REQUIRED),
-            prediction=(Literal[PREDICTION_KINDS], _REQUIRED),  # type: ignore[valid-type]
+            prediction=(Literal[PREDICTION_KINDS], _REQUIRED),
             two_times=(t["bool"], None),
-            source=(Literal[tuple(TOY_DATASETS)] | None, None),  # type: ignore[valid-type]
+            source=(Literal[tuple(TOY_DATASETS)] | None, None),
             shape=(t["shape"] | None, None),
             standardizer=(Any, None),
             **labels,
@@ -274,7 +274,7 @@ def _check_flow(spec: dict[str, Any], arch: dict[str, Any]) -> None:
     shape = spec.get("shape")
     name = arch["name"]
     if name == "mlp":
-        expected = [arch["dim"]]
+        expected: list[Any] | None = [arch["dim"]]
         if arch.get("out_dim") not in (None, arch["dim"]):
             raise SpecProblem("arch.out_dim", f"expected null or {arch['dim']} (arch.dim)")
     elif name == "unet":

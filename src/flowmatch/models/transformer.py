@@ -4,6 +4,7 @@ conditioning on time and class; Peebles & Xie 2023)."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +135,9 @@ class SequenceTransformer(nn.Module):
         torch.Size([4, 12, 3])
     """
 
+    rope_cos: Tensor  # buffers, with rotary positions
+    rope_sin: Tensor
+
     def __init__(
         self,
         length: int,
@@ -153,8 +157,8 @@ class SequenceTransformer(nn.Module):
         time_frequency: float | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("length", length), ("dim", dim), ("depth", depth), ("heads", heads)):
-            _positive_int(name, value)
+        for name, size in (("length", length), ("dim", dim), ("depth", depth), ("heads", heads)):
+            _positive_int(name, size)
         if (vocab_size is None) == (channels is None):
             raise ValueError(
                 "give exactly one of vocab_size (token ids) and channels (vectors), "
@@ -203,6 +207,7 @@ class SequenceTransformer(nn.Module):
 
         self.length, self.vocab_size, self.channels = length, vocab_size, channels
         self.out_size = out_size if out_size is not None else (vocab_size or channels)
+        assert self.out_size is not None  # exactly one of vocab_size and channels is given
         self.dim, self.positions, self.causal = dim, positions, causal
         self.num_classes = num_classes
         self.null_class = num_classes
@@ -261,7 +266,7 @@ class SequenceTransformer(nn.Module):
 
     def _conditioning(self, x: Tensor, t: Tensor | None, cond: Tensor | None) -> Tensor:
         batch = x.shape[0]
-        dtype = self.time_mlp[0].weight.dtype
+        dtype = cast(nn.Linear, self.time_mlp[0]).weight.dtype
         if t is None:
             c = torch.zeros(batch, self.dim, dtype=dtype, device=x.device)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +72,7 @@ class _Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def _int_tuple(name: str, value: object, *, allow_empty: bool) -> tuple[int, ...]:
+def _int_tuple(name: str, value: Any, *, allow_empty: bool) -> tuple[int, ...]:
     ok = isinstance(value, Sequence) and not isinstance(value, str)
     ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     if not ok or (not allow_empty and len(value) == 0):
@@ -245,6 +246,7 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(groups, ch)
         self.conv_out = nn.Conv2d(ch, channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
+        assert self.conv_out.bias is not None  # Conv2d's default bias=True
         nn.init.zeros_(self.conv_out.bias)
         self._blocks_per_level = num_res_blocks
 

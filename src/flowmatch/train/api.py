@@ -26,7 +26,7 @@ from flowmatch.train.trainer import check_run_dir
 __all__ = ["default_loss", "train"]
 
 
-def default_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel) -> Any:
+def default_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel) -> Any:
     """The loss a model is trained with when none is given: :class:`MeanFlowLoss` for a
     two-time model, :class:`~flowmatch.discrete.DiscreteFlowMatchingLoss` (cross-entropy)
     for a discrete one, :class:`~flowmatch.discrete.MixedFlowMatchingLoss` for a mixed
@@ -45,7 +45,7 @@ def default_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel) -> Any:
             null_cond=flow.null_class if labelled else None,
         )
     if flow.two_times:
-        return MeanFlowLoss(path=flow.path)
+        return MeanFlowLoss(path=flow.path)  # type: ignore[arg-type]  # it rejects a bridge
     labelled = flow.num_classes is not None and flow.null_class is not None
     return FlowMatchingLoss(
         flow.path,
@@ -55,7 +55,9 @@ def default_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel) -> Any:
     )
 
 
-def _check_data(flow: FlowModel | DiscreteFlowModel | MixedFlowModel, dtype: torch.dtype) -> None:
+def _check_data(
+    flow: FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel, dtype: torch.dtype
+) -> None:
     if isinstance(flow, MixedFlowModel) and not dtype.is_floating_point:
         raise DataError(
             f"data: a MixedFlowModel trains on float rows (continuous values, then category "
@@ -71,7 +73,9 @@ def _check_data(flow: FlowModel | DiscreteFlowModel | MixedFlowModel, dtype: tor
         )
 
 
-def _check_loss(flow: FlowModel | DiscreteFlowModel | MixedFlowModel, loss: Any) -> None:
+def _check_loss(
+    flow: FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel, loss: Any
+) -> None:
     if isinstance(flow, MixedFlowModel):
         layout = (getattr(loss, "num_continuous", None), getattr(loss, "vocab_sizes", None))
         if hasattr(loss, "path") or (
@@ -116,7 +120,7 @@ def train(
     precision: str = "fp32",
     progress: bool = True,
     echo: Callable[[str], None] = print,
-) -> FlowModel | DiscreteFlowModel | MixedFlowModel:
+) -> FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel:
     """Train a model on your data; return the EMA model, ready for ``fm.sample``.
 
     The loop is the one ``flowmatch train`` runs: AdamW with warmup and cosine decay,

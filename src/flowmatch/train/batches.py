@@ -200,14 +200,14 @@ class LoaderBatches(Batches):
         """A new iterator over the loader for ``self.epoch``, its first batch fetched (a lazy
         sampler draws its shuffling seed then), under the epoch's seed."""
         sampler = getattr(self.loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
+        if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(self.epoch)
         own = self.loader.generator
         if own is not None:  # the loader's own generator, from its state at the epoch's start
             if self._own_state is None:
                 self._own_state = own.get_state()
             own.set_state(self._own_state)
-            seeded = contextlib.nullcontext()
+            seeded: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         else:  # torch's global RNG, forked so that the run's other draws are not disturbed
             seeded = torch.random.fork_rng(devices=[])
         with seeded:

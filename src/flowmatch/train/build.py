@@ -42,7 +42,17 @@ from flowmatch.train.build_kinds import (
     manifold_loss,
     mixed_loss,
 )
-from flowmatch.train.config import RunConfig, config_to_dict
+from flowmatch.train.config import (
+    DDPMPathConfig,
+    DiscreteObjectiveConfig,
+    FlowMatchingObjectiveConfig,
+    MeanFlowObjectiveConfig,
+    MLPConfig,
+    RunConfig,
+    TransformerConfig,
+    UNetConfig,
+    config_to_dict,
+)
 from flowmatch.train.data import RunData
 from flowmatch.train.loop import LoopSettings, OptimSettings
 
@@ -80,7 +90,9 @@ def build_time_sampler(cfg: RunConfig) -> TimeSampler:
     """The time sampler of ``time``; ``discrete`` draws the ``ddpm`` path's timesteps."""
     t = cfg.time
     if t.sampler == "discrete":
-        return make("time", lambda: Discrete(cfg.path.timesteps))
+        p = cfg.path
+        assert isinstance(p, DDPMPathConfig)  # RunConfig: time.sampler=discrete needs ddpm
+        return make("time", lambda: Discrete(p.timesteps))
     return make("time", lambda: TIME_SAMPLERS[t.sampler](**t.params()))
 
 
@@ -94,7 +106,7 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     two_times = cfg.objective.name == "meanflow"
     if data.is_manifold:
         return manifold_arch(cfg, data)
-    if m.name == "mlp" and data.is_mixed:
+    if isinstance(m, MLPConfig) and data.is_mixed:
         arch: dict[str, Any] = {
             "name": "mixed_mlp",
             "num_continuous": data.mixed.continuous.shape[1],
@@ -104,7 +116,7 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "activation": m.activation,
             "time_embed_dim": m.time_embed_dim,
         }
-    elif m.name == "mlp":
+    elif isinstance(m, MLPConfig):
         arch = {
             "name": "mlp",
             "dim": data.dim,
@@ -114,7 +126,7 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "time_embed_dim": m.time_embed_dim,
             **_fourier(m),
         }
-    elif m.name == "unet":
+    elif isinstance(m, UNetConfig):
         arch = {
             "name": "unet",
             "channels": data.shape[0],
@@ -128,9 +140,11 @@ def net_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
             "num_classes": data.num_classes,
             "dropout": m.dropout,
         }
-    elif m.name == "transformer":
+    elif isinstance(m, TransformerConfig):
+        obj = cfg.objective
+        assert isinstance(obj, DiscreteObjectiveConfig)  # RunConfig: text data are discrete
         vocab = data.text.vocab.size
-        ids = vocab + (1 if cfg.objective.source == "mask" else 0)
+        ids = vocab + (1 if obj.source == "mask" else 0)
         return {
             "name": "transformer",
             "length": data.shape[0],
@@ -200,11 +214,14 @@ def build_net(cfg: RunConfig, data: RunData) -> nn.Module:
 
 
 def _flow_matching(cfg: RunConfig, path: AffinePath, common: dict[str, Any]) -> FlowMatchingLoss:
-    return FlowMatchingLoss(path, prediction=cfg.objective.prediction, **common)
+    obj = cfg.objective
+    assert isinstance(obj, FlowMatchingObjectiveConfig)
+    return FlowMatchingLoss(path, prediction=obj.prediction, **common)
 
 
 def _meanflow(cfg: RunConfig, path: AffinePath, common: dict[str, Any]) -> MeanFlowLoss:
     obj = cfg.objective
+    assert isinstance(obj, MeanFlowObjectiveConfig)
     return MeanFlowLoss(
         path=path,
         ratio_distinct=obj.ratio_distinct,
@@ -249,8 +266,8 @@ def build_loss(cfg: RunConfig, data: RunData) -> Any:
         "cond_dropout": cfg.objective.cond_dropout if labelled else 0.0,
         "null_cond": data.num_classes,
     }
-    path = build_path(cfg)
-    return make("objective", lambda: OBJECTIVES[cfg.objective.name](cfg, path, common))
+    affine = build_path(cfg)
+    return make("objective", lambda: OBJECTIVES[cfg.objective.name](cfg, affine, common))
 
 
 def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
@@ -356,7 +373,7 @@ def optim_settings(cfg: RunConfig) -> OptimSettings:
         weight_decay=o.weight_decay,
         warmup_steps=o.warmup_steps,
         grad_clip=o.grad_clip,
-        betas=tuple(o.betas),
+        betas=(o.betas[0], o.betas[1]),
     )
 
 

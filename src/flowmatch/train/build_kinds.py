@@ -14,9 +14,9 @@ from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.discrete.path import MixturePath
 from flowmatch.errors import ConfigError, SamplerError
 from flowmatch.manifolds import GeodesicPath, ManifoldFlowModel, RiemannianFlowMatchingLoss
-from flowmatch.schedules import SCHEDULES
+from flowmatch.schedules import SCHEDULES, Schedule
 from flowmatch.time import TimeSampler
-from flowmatch.train.config import RunConfig
+from flowmatch.train.config import DiscreteObjectiveConfig, MLPConfig, RunConfig
 from flowmatch.train.data import RunData
 
 __all__ = [
@@ -64,7 +64,9 @@ def build_mixture_path(cfg: RunConfig, data: RunData) -> MixturePath:
     """The mixture path of a discrete run: the data's vocabulary, ``objective.source`` and
     ``objective.kappa``."""
     obj = cfg.objective
-    kappa = SCHEDULES[obj.kappa](n=obj.n) if obj.kappa == "polynomial" else SCHEDULES[obj.kappa]()
+    assert isinstance(obj, DiscreteObjectiveConfig)  # RunConfig: text data are discrete
+    make_kappa: Callable[..., Schedule] = SCHEDULES[obj.kappa]  # polynomial takes n
+    kappa = make_kappa(n=obj.n) if obj.kappa == "polynomial" else make_kappa()
     return make(
         "objective", lambda: MixturePath(data.text.vocab.size, source=obj.source, schedule=kappa)
     )
@@ -124,7 +126,7 @@ def manifold_arch(cfg: RunConfig, data: RunData) -> dict[str, Any]:
     """The network of a manifold run: an MLP from the manifold's features (cos/sin of
     angles, unit vectors, matrix entries) to an ambient vector, projected to a tangent one."""
     m, manifold = cfg.model, data.manifold
-    if m.name != "mlp":
+    if not isinstance(m, MLPConfig):
         return {"name": m.name, **m.params()}
     return {
         "name": "mlp",

@@ -132,7 +132,13 @@ def _complete(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)]
-    return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+    def step(p: Path) -> int:
+        match = _NAME.match(p.name)
+        assert match is not None  # found holds matching names only
+        return int(match.group(1))
+
+    return sorted(found, key=step)
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

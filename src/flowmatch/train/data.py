@@ -260,7 +260,7 @@ def _load_text(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
     from flowmatch.data.corpora import load_corpus
     from flowmatch.data.text import load_text
 
-    options = {
+    options: dict[str, Any] = {
         "max_length": cfg.max_length,
         "holdout": cfg.holdout_share,
         "seed": seeds.stream_seed(seed, "split"),
@@ -290,7 +290,7 @@ def _load_manifold(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunDa
     if cfg.manifold is None:
         assert cfg.name is not None
         kind, points = load_manifold_set(cfg.name)
-        name = cfg.name
+        name: str = cfg.name
     else:
         assert cfg.path is not None and cfg.columns is not None
         path = _resolve(cfg.path, base_dir)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
 __all__ = ["EMA"]
 
+M = TypeVar("M", bound=nn.Module)
 
-class EMA:
+
+class EMA(Generic[M]):
     """Keeps ``ema = decay * ema + (1 - decay) * weights`` after every optimizer step.
 
     The decay used at update k (k = 0, 1, ...) is min(decay, (1 + k) / (10 + k)), the usual
@@ -25,12 +28,12 @@ class EMA:
         module: the network with the averaged weights (eval mode, no gradients).
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+    def __init__(self, model: M, decay: float = 0.999) -> None:
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay!r}")
         self.decay = float(decay)
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self._ema_params = [p for p in self.module.parameters()]
+        self.module: M = copy.deepcopy(model).eval().requires_grad_(False)
+        self._ema_params: list[torch.Tensor] = [p for p in self.module.parameters()]
         self._ema_buffers = [b for b in self.module.buffers()]
 
     @torch.no_grad()

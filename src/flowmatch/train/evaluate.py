@@ -46,5 +46,5 @@ def write_report(
 ) -> str:
     """Write ``eval.txt`` and ``quality_vs_nfe.png`` of W2 rows (see
     :func:`flowmatch.evaluation.reports.write_report`)."""
-    metric = PointMetric(reference=None)  # type: ignore[arg-type]  (formats only)
+    metric = PointMetric(reference=None)  # type: ignore[arg-type]  # formats only
     return _write_report(directory, metric, rows, floor, title=title, straightness=straightness)

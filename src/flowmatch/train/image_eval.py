@@ -35,7 +35,7 @@ def write_image_report(
     directory: str | Path, rows: Sequence[ImageEvalRow], floor: ImageEvalRow, *, title: str
 ) -> str:
     """Write ``eval.txt`` and ``quality_vs_nfe.png`` (FD vs NFE) of digits rows."""
-    metric = DigitsMetric(test=floor)  # type: ignore[arg-type]  (formats only)
+    metric = DigitsMetric(test=floor)  # type: ignore[arg-type]  # formats only
     return write_report(directory, metric, rows, floor, title=title)
 
 

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flowmatch.train.loggers import (
     METRICS_HEADER,
     open_loggers,
@@ -55,7 +57,9 @@ def write_loss_plot(out: Path) -> Path | None:
     except ImportError:  # matplotlib is optional
         return None
     steps, loss, lr = zip(*rows, strict=True)
-    return loss_curve(steps, loss, out / "loss.png", lr=lr, title=out.name)
+    return loss_curve(
+        np.asarray(steps), np.asarray(loss), out / "loss.png", lr=np.asarray(lr), title=out.name
+    )
 
 
 class MetricsLog:

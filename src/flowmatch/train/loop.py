@@ -17,7 +17,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -38,6 +38,11 @@ from flowmatch.train.ema import EMA
 from flowmatch.train.logging import MetricsLog, disabled_log, progress_bar
 from flowmatch.train.preemption import StopRequests
 from flowmatch.train.settings import LoopSettings, OptimSettings, lr_lambda
+
+if TYPE_CHECKING:
+    from flowmatch.discrete.mixed_model import MixedFlowModel
+    from flowmatch.discrete.model import DiscreteFlowModel
+    from flowmatch.manifolds.model import ManifoldFlowModel
 
 __all__ = ["LoopSettings", "NonFiniteLossError", "OptimSettings", "TrainLoop", "lr_lambda"]
 
@@ -71,7 +76,7 @@ class TrainLoop:
 
     def __init__(
         self,
-        flow: FlowModel,
+        flow: FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel,
         loss: Any,
         batches: Batches,
         settings: LoopSettings,
@@ -112,7 +117,7 @@ class TrainLoop:
                 net, device_ids=[dev.index] if dev.type == "cuda" else None
             )
         if settings.compile:
-            net = torch.compile(net)
+            net = cast(nn.Module, torch.compile(net))  # an OptimizedModule, typed as a function
         self.net = net
         self.step = 0
         self.elapsed = 0.0

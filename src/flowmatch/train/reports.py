@@ -126,8 +126,9 @@ def final_report(
     if data.is_manifold:
         from flowmatch.evaluation.manifolds import manifold_report
 
+        mflow: Any = flow  # a ManifoldFlowModel for manifold data
         return manifold_report(
-            flow, data, directory, seed=seed, steps=steps, methods=methods, num=num,
+            mflow, data, directory, seed=seed, steps=steps, methods=methods, num=num,
             draws=draws, echo=echo,
         )  # fmt: skip
     metric = metric_of(data)
@@ -214,7 +215,8 @@ def plots(
     if data.is_manifold:
         from flowmatch.evaluation.manifolds import manifold_plots
 
-        manifold_plots(flow, data, directory, seed=seed, steps=steps, method=method)
+        mflow: Any = flow  # a ManifoldFlowModel for manifold data
+        manifold_plots(mflow, data, directory, seed=seed, steps=steps, method=method)
         return
     directory = Path(directory)
     image = data.is_image
@@ -238,6 +240,7 @@ def plots(
         generator=g,
         return_trajectory=True,
     )
+    assert res.trajectory is not None  # return_trajectory=True
     if image:
         scale = max(1, 96 // data.shape[-1])
         viz.image_grid(res.x.cpu(), directory / "samples.png", nrow=10, scale=scale)

@@ -82,6 +82,7 @@ def image_grid(
     """
     arr = _images(images, "images", "N")
     vr = _check_range(value_range, "value_range")
+    assert vr is not None  # value_range is not None
     n = arr.shape[0]
     ncol = math.ceil(math.sqrt(n)) if nrow is None else _check_positive_int(nrow, "nrow", 1)
     return _write_png(_tile(arr, min(ncol, n), vr), path, scale)
@@ -118,6 +119,7 @@ def trajectory_strip(
     arr = _images(traj, "traj", "T")
     num_frames = _check_positive_int(num_frames, "num_frames", 2)
     vr = _check_range(value_range, "value_range")
+    assert vr is not None  # value_range is not None
     idx = np.unique(np.round(np.linspace(0, len(arr) - 1, min(num_frames, len(arr)))))
     frames = arr[idx.astype(np.int64)]
     return _write_png(_tile(frames, len(frames), vr), path, scale)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,9 +70,11 @@ def trajectories(
     k = min(num_paths, n)
     if k > 0:
         ax.plot(arr[:, :k, 0], arr[:, :k, 1], color=_PATH_COLOR, alpha=0.5, lw=0.6, zorder=1)
-    style = {"s": s, "linewidths": 0, "rasterized": True}
-    ax.scatter(*arr[0].T, c=_NOISE_COLOR, zorder=2, label="t=0 (noise)", **style)
-    ax.scatter(*arr[-1].T, c=_DATA_COLOR, zorder=3, label="t=1 (samples)", **style)
+    style: dict[str, Any] = {"s": s, "linewidths": 0, "rasterized": True}
+    ax.scatter(arr[0, :, 0], arr[0, :, 1], c=_NOISE_COLOR, zorder=2, label="t=0 (noise)", **style)
+    ax.scatter(
+        arr[-1, :, 0], arr[-1, :, 1], c=_DATA_COLOR, zorder=3, label="t=1 (samples)", **style
+    )
     fig.legend(loc="outside lower center", ncols=2, fontsize=9, markerscale=8 / s**0.5)
     _style_2d(ax, xlim, ylim)
     if title is not None:

@@ -25,8 +25,8 @@ def _unwrap(tp: Any, meta: list[Any]) -> tuple[Any, list[Any], bool]:
     while True:
         origin = get_origin(tp)
         if origin is Annotated:
-            args = get_args(tp)
-            tp, meta = args[0], [*meta, *args[1:]]
+            parts = get_args(tp)
+            tp, meta = parts[0], [*meta, *parts[1:]]
         elif origin is Union or type(tp).__name__ == "UnionType":
             args = [a for a in get_args(tp) if a is not type(None)]
             nullable = nullable or len(args) < len(get_args(tp))

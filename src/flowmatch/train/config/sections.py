@@ -273,7 +273,7 @@ class TrainConfig(_Section):
     threads: Annotated[_Int, Field(ge=1, le=1024)] | None = None
     loggers: Annotated[
         list[Literal["csv", "tensorboard", "wandb"]], BeforeValidator(_as_list), Field(max_length=3)
-    ] = Field(default_factory=lambda: ["csv"])
+    ] = Field(default_factory=lambda: ["csv"])  # type: ignore[arg-type]  # a list of Literal
     wandb_project: Annotated[str, Field(max_length=128, pattern=r"^[^/\\#?%:]+$")] | None = None
 
 
