@@ -19,14 +19,34 @@ def test_oracle_demo_writes_plots(tmp_path, capsys):
     assert "NFE 16" in out
 
 
-def test_datasets_lists_every_toy_set_and_manifold_set(capsys):
+def test_datasets_lists_every_kind_of_data_with_its_config_line(capsys):
     code, out, _ = run(["datasets"], capsys)
     assert code == 0
-    names = [line.split()[0] for line in out.strip().splitlines()]
-    assert names == [
-        "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings",
-        "airports", "quakes", "backbone", "frames", "residues",
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("built-in sets") and "your own files:" in lines
+    rows = [line.split(None, 1) for line in lines if line.startswith("  ")]
+    names = [name for name, _ in rows]
+    assert names[:15] == [
+        "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits",
+        "airports", "quakes", "backbone", "frames", "residues", "names", "smiles", "pydoc",
     ]  # fmt: skip
+    assert "  checkerboard        data: {name: checkerboard}" in out
+    assert "data: {corpus: names}" in out and "data: {path: my.csv}" in out
+    assert "data: {images: folder/, image_size: 32, channels: 3}" in out
+    # the config line of every built-in set is a valid config
+    import re
+
+    import yaml
+
+    from flowmatch.train.config import config_from_dict
+
+    built_in = [m.group(0) for m in re.finditer(r"data: \{(name|corpus): [^{}]*\}", out)]
+    assert len(built_in) == 15
+    for text in built_in:
+        raw = yaml.safe_load(text)
+        if raw["data"].get("name") == "digits":  # images take the U-Net, as the line says
+            raw["model"] = {"name": "unet"}
+        assert config_from_dict(raw).data is not None
 
 
 @pytest.mark.parametrize(

@@ -16,12 +16,12 @@ FILE_KINDS: tuple[tuple[str, str, str], ...] = (
     (
         "image folder",
         "data: {images: folder/, image_size: 32, channels: 3}",
-        "a sub-folder of PNG/JPEG files per class",
+        "a sub-folder of PNG/JPEG files per class (model: unet)",
     ),
     (
         "IDX images",
         "data: {images: x.idx.gz, labels: y.idx.gz}",
-        "MNIST-style files with labels",
+        "MNIST-style files with labels (model: unet)",
     ),
     ("text", "data: {text: my.txt}", "one item per line, or chunks (text_mode: chunks)"),
     (
@@ -45,7 +45,9 @@ def dataset_lines() -> list[str]:
     rows: list[tuple[str, str, str]] = []
     for name, spec in TOY_DATASETS.items():
         rows.append((name, f"data: {{name: {name}}}", spec.description))
-    rows.append(("digits", "data: {name: digits}", "scikit-learn's 8x8 digits, 10 classes"))
+    rows.append(
+        ("digits", "data: {name: digits}", "scikit-learn's 8x8 digits, 10 classes (model: unet)")
+    )
     for name, text in DESCRIPTIONS.items():
         rows.append((name, f"data: {{name: {name}}}", text))
     corpora = {
