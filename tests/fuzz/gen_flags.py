@@ -302,7 +302,7 @@ def flag_cases() -> list[Case]:
         _case(  # the demo's evaluation and plots are its own: give it time
             "demo-steps-2",
             ["demo", "--steps", "2", "--out", "{d}/demo", "--no-progress"],
-            timeout=120,
+            timeout=600,
         ),
         _case(
             "demo-out-proc", ["demo", "--oracle", "--out", "/proc/nope/demo"], ("--out", "/proc")

@@ -52,8 +52,11 @@ FAILURES = (
 )
 KINDS = PASSES + FAILURES
 
-#: Seconds a case may run before it is killed and called a hang.
-DEFAULT_TIMEOUT = 30.0
+#: Seconds a case may run before it is killed and called a hang. Generous: a legitimately slow
+#: case (a manifold run's likelihood, torch.compile) takes 10-30 s on an idle 2-core machine
+#: and several times that when the suite shares the cores (pytest -n 2 plus other work);
+#: a hang runs forever, so a wide box costs nothing while none hangs.
+DEFAULT_TIMEOUT = 150.0
 #: Extra address space a child may map on top of what the parent has mapped already.
 MEMORY_HEADROOM = 6 << 30
 
