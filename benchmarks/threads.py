@@ -111,10 +111,13 @@ def main() -> None:
             "",
             *rows,
             "",
-            "A second thread does not pay for a network this small, and next to another busy "
-            "process it costs a lot; so runs on the CPU with networks under a million "
-            "parameters use 1 thread unless `train.threads` or `OMP_NUM_THREADS` says "
-            "otherwise (`flowmatch.train.threads`).",
+            "On an idle machine the second thread makes this small step faster; next to one "
+            "other busy process it makes it several times slower, because the step waits for "
+            "the thread that lost its core. One thread is never far from the best time and two "
+            "can be far from it, so runs on the CPU with networks under a million parameters "
+            "use 1 thread unless `train.threads` or `OMP_NUM_THREADS` says otherwise "
+            "(`flowmatch.train.threads`); on a machine of your own, `train.threads: 2` (or "
+            "more) is faster.",
         ]
     )
     print(section)
