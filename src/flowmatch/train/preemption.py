@@ -59,12 +59,8 @@ class StopRequests:
                 raise KeyboardInterrupt
             self.signal_name = signal.Signals(signum).name
 
-        previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-        try:
+        with _handling(handler):
             yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
 
     def reason(self) -> str | None:
         """Why training should stop after this step (a signal's name, ``max_minutes``), agreed
@@ -101,6 +97,13 @@ def stop_outside_training(step: Callable[[], int]) -> Iterator[None]:
             detail="no step was training; the newest checkpoint is complete",
         )
 
+    with _handling(handler):
+        yield
+
+
+@contextlib.contextmanager
+def _handling(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """``handler`` for the stop signals inside the block; the previous handlers afterwards."""
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield
