@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,19 @@ def evaluate_run(
     out = Path(out) if out is not None else run_dir / "eval"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} is a file, expected a folder")
-    with RunLock(out, what="flowmatch eval"):
+    load(run_dir)  # a damaged model is refused before anything is written
+    lock = RunLock(out, what="flowmatch eval").acquire()
+    try:
         rows, floor, points = _evaluate(run_dir, out, steps, methods, draws, num, eta, noise, echo)
         _write_csv(out / "eval.csv", _trained_step(run_dir), rows, points, draws)
-        echo(f"wrote {out / 'eval.txt'}, {out / 'eval.csv'} and the plot")
-        return rows, floor
+    except BaseException:
+        lock.release()
+        if lock.created:  # a failed evaluation leaves no folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    lock.release()
+    echo(f"wrote {out / 'eval.txt'}, {out / 'eval.csv'} and the plot")
+    return rows, floor
 
 
 def _trained_step(run_dir: Path) -> int:
