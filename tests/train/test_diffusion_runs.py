@@ -175,7 +175,9 @@ def test_vp_epsilon_run_samples_with_the_probability_flow_ode(tmp_path):
         final_eval=True,
     )
     text = (run / "eval.txt").read_text()
-    w2 = {line.split()[0]: float(line.split()[3]) for line in text.splitlines()[3:6]}
+    lines = text.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("method"))
+    w2 = {line.split()[0]: float(line.split()[3]) for line in lines[top + 3 : top + 6]}
     data = fm.data.sample_toy("8gaussians", 1000, generator=torch.Generator().manual_seed(0))
     noise_w2 = fm.metrics.w2(torch.randn(1000, 2, generator=torch.Generator().manual_seed(1)), data)
     assert noise_w2 > 1.4

@@ -50,14 +50,15 @@ def digits_run(tmp_path_factory):
 
 def test_digits_run_writes_fd_table_grid_and_path(digits_run):
     text = (digits_run / "eval.txt").read_text()
-    lines = text.splitlines()
+    assert text.startswith("1437 points per set, ")  # the sizes the floor depends on
+    lines = text.splitlines()[1:]
     assert lines[0].split()[:5] == ["method", "steps", "NFE", "guid", "FD"]
     floor = lines[2].split()
     assert floor[0] == "train/test" and 5.0 < float(floor[4]) < 8.0  # measured 6.57
     row = lines[3].split()
     assert row[:4] == ["euler", "2", "2", "2"] and float(row[4]) > 0 and 0 <= float(row[-1]) <= 1
     header = (digits_run / "eval.csv").read_text().splitlines()[0]
-    assert header == "step,method,steps,nfe,fd_mean,fd_std,kid_mean,kid_std,accuracy"
+    assert header == "step,method,steps,nfe,fd_mean,fd_std,kid_mean,kid_std,accuracy,points,draws"
     for name in ("samples.png", "path.png", "quality_vs_nfe.png"):
         assert (digits_run / name).read_bytes().startswith(b"\x89PNG")
     model = fm.load(digits_run)

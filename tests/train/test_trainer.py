@@ -442,8 +442,10 @@ def test_demo_meets_its_quality_bar(tmp_path, capsys):
         assert (run / name).is_file(), name
     rows = {}
     lines = (run / "eval.txt").read_text().splitlines()
+    assert lines[0] == "2000 points per set, 5 draws per figure"  # the demo's full sizes
     assert lines[-1].startswith("straightness")  # reported under the table
-    for line in lines[2:-1]:
+    top = next(i for i, line in enumerate(lines) if line.startswith("method"))
+    for line in lines[top + 2 : -1]:
         parts = line.replace("noise floor", "floor").split()
         rows[(parts[0], parts[1])] = float(parts[3])
     floor = rows[("floor", "-")]

@@ -4,10 +4,11 @@ A small network's step on a CPU is short, and sharing it between threads is frag
 2-core machine (``benchmarks/threads.py``, figures in ``benchmarks/RESULTS.md``) a 3x256 MLP
 step at batch 256 took 4.1-4.9 ms with 1 thread and 2.7-3.2 ms with 2 when the machine was
 idle, but 4.4-5.3 ms vs 10.8-15.3 ms next to one other busy process (another run, a data
-loader, the test suite), in three runs. One thread is never far from the best time; two can be far from it.
-So by default a run on the CPU whose network has fewer than `SMALL_NETWORK` parameters uses 1
-thread; larger networks keep torch's default. An explicit ``train.threads`` wins (set 2 or
-more on a machine of your own), and so do ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``.
+loader, the test suite), in three runs. One thread is never far from the best time; two can
+be far from it. So by default a run on the CPU whose network has fewer than `SMALL_NETWORK`
+parameters uses 1 thread; larger networks keep torch's default. An explicit ``train.threads``
+wins (set 2 or more on a machine of your own), and so do ``OMP_NUM_THREADS`` /
+``MKL_NUM_THREADS``.
 """
 
 from __future__ import annotations
