@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .gen_flags import EVAL, LIKELIHOOD, REFLOW
 from .harness import TINY, Case, run_args
 
 BASE_STEPS = 20
@@ -367,22 +368,9 @@ COMMANDS: dict[str, list[str]] = {
         "--steps",
         "1",
     ],
-    "eval": ["eval", "{run}", "--steps", "1", "--methods", "euler", "--draws", "1", "--num", "50"],
-    "likelihood": ["likelihood", "{run}", "{d}/pts.npy", "--no-progress", "--batch-size", "32"],
-    "reflow": [
-        *(
-            "reflow",
-            "{run}",
-            "--out",
-            "{d}/re",
-            "--num",
-            "64",
-            "--train-steps",
-            "2",
-            "--no-progress",
-        ),
-        *[a for s in TINY if not s.startswith("train.steps") for a in ("--set", s)],
-    ],
+    "eval": EVAL,
+    "likelihood": LIKELIHOOD,
+    "reflow": REFLOW,
     "resume": [
         *("train", "--resume", "--out", "{run}", "--no-progress"),
         *("--set", f"train.steps={BASE_STEPS + 2}"),
