@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from pathlib import Path
 from types import TracebackType
 
@@ -112,6 +113,14 @@ class RunLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+
+    def abandon(self) -> None:
+        """Give the lock back and, when this lock created the directory, remove it with
+        whatever was written into it: a command that failed before it made a run leaves
+        nothing behind."""
+        self.release()
+        if self.created:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
     def __enter__(self) -> RunLock:
         return self.acquire()

@@ -533,3 +533,26 @@ def test_stop_signal_while_no_step_trains_exits_75_at_once(tmp_path, capsys, mon
     )
     assert digest(run) == before
     assert signal.getsignal(signal.SIGTERM) == handler  # given back
+
+
+def test_latest_step_reads_the_newest_checkpoint_name(tmp_path):
+    from flowmatch.train.checkpoint import latest_step
+
+    assert latest_step(tmp_path / "none") == 0
+    t = {"w": torch.ones(2)}
+    for step in (7, 12):
+        save_checkpoint(tmp_path, step=step, model=t, ema=t, optim={}, rng={"torch": t["w"]})
+    (tmp_path / ".step_00000099.x.tmp").mkdir()  # a temporary one does not count
+    assert latest_step(tmp_path) == 12
+
+
+def test_abandon_removes_only_a_directory_the_lock_made(tmp_path):
+    made = RunLock(tmp_path / "new").acquire()
+    (tmp_path / "new" / "half.txt").write_text("x")
+    made.abandon()
+    assert not (tmp_path / "new").exists() and not made.held
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "keep.txt").write_text("x")
+    there = RunLock(tmp_path / "old").acquire()
+    there.abandon()
+    assert (tmp_path / "old" / "keep.txt").read_text() == "x" and not there.held

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from flowmatch.errors import ModelFileError
 from flowmatch.evaluation.reports import append_csv
 from flowmatch.models.files import load
 from flowmatch.runlock import RunLock
-from flowmatch.train.checkpoint import latest_checkpoint
+from flowmatch.train.checkpoint import latest_step
 from flowmatch.train.config import load_config
 from flowmatch.train.data import load_run_data
 from flowmatch.train.reports import eval_points, final_report
@@ -61,24 +60,19 @@ def evaluate_run(
     out = Path(out) if out is not None else run_dir / "eval"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out: {out} is a file, expected a folder")
-    load(run_dir)  # a damaged model is refused before anything is written
+    model = load(run_dir)  # a damaged model is refused before anything is written
     lock = RunLock(out, what="flowmatch eval").acquire()
     try:
-        rows, floor, points = _evaluate(run_dir, out, steps, methods, draws, num, eta, noise, echo)
-        _write_csv(out / "eval.csv", _trained_step(run_dir), rows, points, draws)
+        rows, floor, points = _evaluate(
+            run_dir, model, out, steps, methods, draws, num, eta, noise, echo
+        )
+        _write_csv(out / "eval.csv", latest_step(run_dir / "checkpoints"), rows, points, draws)
     except BaseException:
-        lock.release()
-        if lock.created:  # a failed evaluation leaves no folder behind
-            shutil.rmtree(out, ignore_errors=True)
+        lock.abandon()  # a failed evaluation leaves no folder behind
         raise
     lock.release()
     echo(f"wrote {out / 'eval.txt'}, {out / 'eval.csv'} and the plot")
     return rows, floor
-
-
-def _trained_step(run_dir: Path) -> int:
-    latest = latest_checkpoint(run_dir / "checkpoints")
-    return int(latest.name.split("_")[1]) if latest is not None else 0
 
 
 def _write_csv(path: Path, step: int, rows: list[Any], points: int, draws: int) -> None:
@@ -88,6 +82,7 @@ def _write_csv(path: Path, step: int, rows: list[Any], points: int, draws: int) 
 
 def _evaluate(
     run_dir: Path,
+    model: Any,
     out: Path,
     steps: Sequence[int],
     methods: Sequence[str],
@@ -99,7 +94,6 @@ def _evaluate(
 ) -> tuple[list[Any], Any, int]:
     cfg = load_config(run_dir / "config.yaml")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=run_dir)
-    model: Any = load(run_dir)  # its kind follows the data's
     rows: list[Any]
     if data.is_mixed:
         from flowmatch.evaluation.tables import mixed_report

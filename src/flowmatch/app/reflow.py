@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,8 +102,8 @@ def reflow_run(
             run_dir, out, model, cfg, lock, num, seed, distill, progress, final_eval, echo
         )
     except BaseException:
-        if lock.created and not (out / "config.yaml").exists():
-            shutil.rmtree(out, ignore_errors=True)  # nothing half-made is left behind
+        if not (out / "config.yaml").exists():  # no run was made: nothing is left behind
+            lock.abandon()
         raise
     finally:
         lock.release()

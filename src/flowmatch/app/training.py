@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from flowmatch.app.options import UsageError, say
-from flowmatch.train.checkpoint import latest_checkpoint
+from flowmatch.train.checkpoint import latest_step
 from flowmatch.train.config import load_config
 from flowmatch.train.preemption import stop_outside_training
 from flowmatch.train.trainer import Trainer, TrainResult
@@ -60,8 +60,7 @@ def train_run(
     def step() -> int:  # of the newest checkpoint, for a stop while no step is training
         if trainers and trainers[0].step:
             return trainers[0].step
-        latest = latest_checkpoint(run_dir / "checkpoints")
-        return int(latest.name.split("_")[1]) if latest is not None else 0
+        return latest_step(run_dir / "checkpoints")
 
     with stop_outside_training(step):
         trainers.append(

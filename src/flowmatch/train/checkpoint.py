@@ -34,6 +34,7 @@ from flowmatch.errors import CheckpointError
 __all__ = [
     "Checkpoint",
     "latest_checkpoint",
+    "latest_step",
     "load_checkpoint",
     "newest_good_checkpoint",
     "save_checkpoint",
@@ -145,6 +146,13 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     """The newest complete checkpoint directory under root, or None."""
     found = _complete(Path(root))
     return found[-1] if found else None
+
+
+def latest_step(root: str | Path) -> int:
+    """The step of the newest complete checkpoint under root (by its name), or 0."""
+    latest = latest_checkpoint(root)
+    match = _NAME.match(latest.name) if latest is not None else None
+    return int(match.group(1)) if match else 0
 
 
 def remove_partial(root: str | Path) -> None:

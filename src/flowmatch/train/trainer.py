@@ -174,9 +174,7 @@ class Trainer:
         try:
             check_run_dir(self.out, resume=resume, overwrite=overwrite)
         except BaseException:
-            lock.release()
-            if lock.created:  # leave nothing behind: only the lock file is in it
-                shutil.rmtree(self.out, ignore_errors=True)
+            lock.abandon()  # a directory made for the lock holds only the lock file
             raise
         stale = lock.stale_message()
         if stale:
