@@ -281,7 +281,13 @@ class TrainLoop:
                 wandb_project=s.wandb_project,
             )
         try:
-            with self.stop.catching(enabled=self.out is not None):
+            with self.stop.catching(enabled=self.out is not None), warnings.catch_warnings():
+                if self.scaler.is_enabled():
+                    # fp16: an update the scaler skips (the first ones, while it finds its
+                    # scale) makes torch warn that the scheduler stepped before the optimizer
+                    warnings.filterwarnings(
+                        "ignore", "Detected call of `lr_scheduler.step", UserWarning
+                    )
                 return self._loop()
         finally:
             self.log.close()
@@ -323,11 +329,7 @@ class TrainLoop:
                     self._stop_non_finite(loss_value, norm_value)
                 self.scaler.step(self.opt)  # fp16: skipped when the gradient overflowed
                 self.scaler.update()
-                with warnings.catch_warnings():  # torch warns when that skip was the first step
-                    warnings.filterwarnings(
-                        "ignore", "Detected call of `lr_scheduler.step", UserWarning
-                    )
-                    self.sched.step()
+                self.sched.step()
                 self.ema.update(self.flow, self.step)
                 self.step += 1
                 window_loss += loss_value
