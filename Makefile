@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 # them all.
 EXTRAS := dev,plots,digits,images,data,hub,tensorboard,docs
 
-.PHONY: install test demo lint format clean biopython-doc
+.PHONY: install test demo lint format clean datasets biopython-doc
 
 # torch is installed first, pinned, so that `torch>=...` in pyproject is already satisfied
 # and pip never pulls the CUDA build.
@@ -22,17 +22,24 @@ $(STAMP): pyproject.toml Makefile
 		"note: could not install torchcfm / flow_matching; their interop tests are skipped"
 	touch $(STAMP)
 
-install: $(STAMP) biopython-doc
+install: $(STAMP) datasets
 
-# Biopython's test structures (the protein sets of flowmatch.data.manifold_sets) come from the
-# Debian package python-biopython-doc: installed where apt-get is available and we are root.
-BIOPYTHON_DOC := /usr/share/doc/python-biopython-doc/Tests/PDB
-biopython-doc:
-	@if [ ! -d $(BIOPYTHON_DOC) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+# Real data that ships as Debian packages, installed where apt-get is available and we are
+# root: Biopython's test structures (the protein sets of flowmatch.data.manifold_sets) and
+# Fashion-MNIST's IDX files (flowmatch.data.fashion). Without them those data sets and their
+# tests are skipped, saying why.
+DEBIAN_DATA := python-biopython-doc dataset-fashion-mnist
+DEBIAN_MARKERS := /usr/share/doc/python-biopython-doc/Tests/PDB /usr/share/datasets/fashion-mnist
+datasets:
+	@missing=0; for d in $(DEBIAN_MARKERS); do [ -d $$d ] || missing=1; done; \
+	if [ $$missing = 1 ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			python-biopython-doc; } >/dev/null 2>&1 || echo "note: apt-get could not install" \
-			"python-biopython-doc; the protein data sets and their tests will be skipped"; \
+			$(DEBIAN_DATA); } >/dev/null 2>&1 || echo "note: apt-get could not install" \
+			"$(DEBIAN_DATA); the data sets they hold and their tests will be skipped"; \
 	fi
+
+# The old name of the target above.
+biopython-doc: datasets
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

@@ -46,7 +46,12 @@ def dataset_lines() -> list[str]:
     for name, spec in TOY_DATASETS.items():
         rows.append((name, f"data: {{name: {name}}}", spec.description))
     rows.append(
-        ("digits", "data: {name: digits}", "scikit-learn's 8x8 digits, 10 classes (model: unet)")
+        ("digits", "data: {name: digits}", "scikit-learn's 8x8 digits, 10 classes (model: unet)"),
+        (
+            "fashion",
+            "data: {name: fashion}",
+            "Fashion-MNIST 28x28, 10 classes (apt-get install dataset-fashion-mnist)",
+        ),
     )
     for name, text in DESCRIPTIONS.items():
         rows.append((name, f"data: {{name: {name}}}", text))

@@ -39,6 +39,7 @@ __all__ = [
     "load_digits",
     "load_image_folder",
     "load_mnist_idx",
+    "unit_range",
 ]
 
 DIGITS_TEST_FRACTION = 0.2
@@ -122,7 +123,15 @@ def _one_line(exc: BaseException) -> str:
 
 def _to_unit_range(pixels: np.ndarray) -> Tensor:
     """uint8 pixels 0..255 to float32 in [-1, 1] (0 -> -1, 255 -> 1)."""
-    return torch.from_numpy(pixels).to(torch.float32) / 127.5 - 1.0
+    return unit_range(torch.from_numpy(pixels))
+
+
+def unit_range(images: Tensor) -> Tensor:
+    """Images as float32 in [-1, 1]: uint8 pixels 0..255 are mapped by ``p / 127.5 - 1``;
+    floating-point images are returned as they are (assumed in [-1, 1] already)."""
+    if images.dtype == torch.uint8:
+        return images.to(torch.float32) / 127.5 - 1.0
+    return images
 
 
 def load_image_folder(
@@ -238,7 +247,7 @@ def _read_image(path: Path, mode: str, size: int) -> np.ndarray:
 
 
 def load_mnist_idx(
-    images_path: str | Path, labels_path: str | Path | None = None
+    images_path: str | Path, labels_path: str | Path | None = None, *, uint8: bool = False
 ) -> tuple[Tensor, Tensor | None]:
     """Load images (and optionally labels) from IDX files, the format MNIST is distributed in.
 
@@ -252,10 +261,12 @@ def load_mnist_idx(
     Args:
         images_path: the images file, e.g. ``train-images-idx3-ubyte.gz``.
         labels_path: the matching labels file, e.g. ``train-labels-idx1-ubyte.gz``, or None.
+        uint8: keep the pixels as stored, uint8 0..255 (a quarter of the memory), instead of
+            float32 in [-1, 1].
 
     Returns:
-        ``(images, labels)``: images (N, 1, H, W) float32 in [-1, 1]; labels (N,) int64, or
-        None when no ``labels_path`` is given.
+        ``(images, labels)``: images (N, 1, H, W) float32 in [-1, 1] (uint8 0..255 with
+        ``uint8=True``); labels (N,) int64, or None when no ``labels_path`` is given.
 
     Raises:
         DataError: a missing file, a corrupt gzip stream, a bad header (non-zero magic bytes,
@@ -271,7 +282,7 @@ def load_mnist_idx(
     """
     images_path = Path(images_path)
     pixels = _read_idx(images_path, ndim=3, what="images (N, H, W)")
-    images = _to_unit_range(pixels[:, None])
+    images = torch.from_numpy(pixels[:, None]) if uint8 else _to_unit_range(pixels[:, None])
     if labels_path is None:
         return images, None
     labels_path = Path(labels_path)

@@ -33,7 +33,9 @@ class RunData:
 
     Attributes:
         train: training points (standardized for tables), shape (N, D), or images
-            (N, C, H, W) in [-1, 1].
+            (N, C, H, W) in [-1, 1], or uint8 0..255 (Fashion-MNIST: the pool stays uint8
+            and is mapped to [-1, 1] batch by batch; see
+            :func:`flowmatch.data.images.unit_range`).
         holdout: held-out points in the same units, shape (M, D) or (M, C, H, W).
         source: toy set name of the source, or None for N(0, I).
         standardizer: the table standardization, or None for toy sets.
@@ -206,8 +208,23 @@ def _load_mixed(path: Path, cfg: DataConfig, *, seed: int) -> RunData | None:
 
 def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
     """digits (its fixed split), or a folder / IDX files split 80/20 by a seeded permutation."""
-    from flowmatch.data.images import load_digits, load_image_folder, load_mnist_idx
+    from flowmatch.data.images import load_digits, load_image_folder, load_mnist_idx, unit_range
 
+    if cfg.name == "fashion":
+        from flowmatch.data.fashion import load_fashion_mnist
+
+        f = load_fashion_mnist(uint8=True)  # the training pool stays uint8 (47 MB)
+        return RunData(
+            f.train,
+            unit_range(f.test),
+            None,
+            None,
+            "fashion",
+            None,
+            f.train_labels,
+            f.test_labels,
+            f.class_names,
+        )
     if cfg.name == "digits":
         d = load_digits()
         return RunData(

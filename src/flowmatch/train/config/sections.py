@@ -68,8 +68,10 @@ class DataConfig(_Section):
     text; exactly one of ``name``, ``path``, ``images``, ``text`` and ``corpus``.
 
     Attributes:
-        name: a toy 2-D set, one of `TOY_DATASETS`, or ``digits`` (scikit-learn's 8x8 digits,
-            10 classes, fixed train/test split); "checkerboard" when nothing else is given.
+        name: a toy 2-D set, one of `TOY_DATASETS`, ``digits`` (scikit-learn's 8x8 digits,
+            10 classes, fixed train/test split) or ``fashion`` (Fashion-MNIST, 28x28, 10
+            classes, its published 60k/10k split, from the Debian package
+            dataset-fashion-mnist); "checkerboard" when nothing else is given.
         path: a ``.csv`` or ``.npy`` file of points, one per row, as written (a relative path is
             relative to the working directory of the run).
         images: image data with class labels: a folder of class sub-folders of PNG/JPEG files,
@@ -141,8 +143,8 @@ class DataConfig(_Section):
 
     @property
     def is_image(self) -> bool:
-        """Whether the data are images (digits or ``images``) rather than points."""
-        return self.name == "digits" or self.images is not None
+        """Whether the data are images (digits, fashion or ``images``) rather than points."""
+        return self.name in ("digits", "fashion") or self.images is not None
 
     @property
     def is_manifold(self) -> bool:

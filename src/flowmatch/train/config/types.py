@@ -24,7 +24,7 @@ ToyName = Literal["checkerboard", "8gaussians", "moons", "circles", "spirals", "
 ManifoldSetName = Literal["airports", "quakes", "backbone", "frames", "residues"]
 DataName = Literal[
     "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits",
-    "airports", "quakes", "backbone", "frames", "residues",
+    "fashion", "airports", "quakes", "backbone", "frames", "residues",
 ]  # fmt: skip
 ManifoldName = Literal["sphere", "torus"]
 SolverName = Literal["euler", "midpoint", "heun", "rk4", "dopri5"]
