@@ -39,6 +39,10 @@ def widest(model: Any) -> int:
     if arch.get("name") == "transformer":
         width = max(ints.get("dim", 128), ints.get("vocab_size", 1), ints.get("out_size", 1))
         sizes.append(ints.get("length", 1) * width)
+    if arch.get("name") == "dit":  # tokens x the MLP's width, or the attention's weights
+        tokens = (ints.get("size", 8) // max(ints.get("patch", 2), 1)) ** 2
+        hidden = ints.get("dim", 128) * max(float(arch.get("mlp_ratio") or 4.0), 1.0)
+        sizes.append(int(tokens * max(hidden, ints.get("heads", 4) * tokens)))
     return max(sizes)
 
 

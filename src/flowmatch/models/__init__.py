@@ -2,6 +2,7 @@
 architecture registry that lets ``fm.load``, configs and the CLI rebuild them."""
 
 from flowmatch.models.base import call_model
+from flowmatch.models.dit import DiT
 from flowmatch.models.embeddings import SinusoidalTimeEmbedding
 from flowmatch.models.mlp import MLP
 from flowmatch.models.registry import architecture, build, load_plugin, register
@@ -10,6 +11,7 @@ from flowmatch.models.unet import UNet
 
 __all__ = [
     "MLP",
+    "DiT",
     "SequenceTransformer",
     "SinusoidalTimeEmbedding",
     "UNet",

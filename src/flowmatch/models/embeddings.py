@@ -12,6 +12,7 @@ __all__ = [
     "TWO_TIMES_TIME_FREQUENCY",
     "SinusoidalTimeEmbedding",
     "add_class_embedding",
+    "time_features",
     "time_frequency",
 ]
 
@@ -68,6 +69,32 @@ class SinusoidalTimeEmbedding(nn.Module):
     def forward(self, t: Tensor) -> Tensor:
         angles = t.to(self.freqs.dtype)[:, None] * self.freqs[None, :]
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def time_features(
+    embed: SinusoidalTimeEmbedding,
+    t: Tensor,
+    t_end: Tensor | None,
+    *,
+    two_times: bool,
+    owner: str,
+) -> Tensor:
+    """The sinusoidal features of the times t (B,) in [0, 1] (t=0 noise, t=1 data): (B, E),
+    and for a two-time (MeanFlow) net those of the interval's length ``t_end - t`` after them,
+    (B, 2E); ``t_end=None`` there means a length of 0 (the instantaneous velocity).
+
+    Raises:
+        ValueError: ``t_end`` given to a one-time net (``owner`` names it), or of a shape
+            other than t's.
+    """
+    parts = [embed(t)]
+    if two_times:
+        if t_end is not None and t_end.shape != t.shape:
+            raise ValueError(f"t_end must have shape {tuple(t.shape)}, got {tuple(t_end.shape)}")
+        parts.append(embed(torch.zeros_like(t) if t_end is None else t_end - t))
+    elif t_end is not None:
+        raise ValueError(f"t_end needs a two_times model ({owner}(..., two_times=True))")
+    return torch.cat(parts, dim=1)
 
 
 def add_class_embedding(

@@ -4,7 +4,7 @@ A model file names its network's constructor arguments; a tampered or stale one 
 ``hidden: 10**9`` or ``depth: 10**7``, which would hang or exhaust memory while the network
 is built. :func:`check_size` refuses such a network before it is constructed. The counts
 follow the constructors of :mod:`flowmatch.models` (exactly for the MLPs, closely for the
-U-Net and the transformer); a network of another name is not estimated.
+U-Net and the transformers); a network of another name is not estimated.
 """
 
 from __future__ import annotations
@@ -75,11 +75,16 @@ def _unet(a: dict[str, Any]) -> int:
     return total + 2 * ch + 9 * ch * channels + channels
 
 
+def _block(dim: int, mlp_ratio: float) -> int:
+    """A transformer block: attention, MLP and adaLN modulation."""
+    hidden = max(1, round(dim * mlp_ratio))
+    attention = _linear(dim, 3 * dim) + _linear(dim, dim)
+    return attention + _linear(dim, hidden) + _linear(hidden, dim) + _linear(dim, 6 * dim)
+
+
 def _transformer(a: dict[str, Any]) -> int:
     dim, depth = a["dim"], a["depth"]
-    hidden = max(1, round(dim * a["mlp_ratio"]))
-    block = _linear(dim, 3 * dim) + _linear(dim, dim) + _linear(dim, hidden)
-    block += _linear(hidden, dim) + _linear(dim, 6 * dim)
+    block = _block(dim, a["mlp_ratio"])
     vocab, channels = a.get("vocab_size"), a.get("channels")
     embed = vocab * dim if vocab is not None else _linear(channels or 1, dim)
     out = a.get("out_size") or vocab or channels or 1
@@ -89,7 +94,25 @@ def _transformer(a: dict[str, Any]) -> int:
     return total + depth * block + _linear(dim, 2 * dim) + _linear(dim, out)
 
 
-_COUNTS = {"mlp": _mlp, "mixed_mlp": _mixed_mlp, "unet": _unet, "transformer": _transformer}
+def _dit(a: dict[str, Any]) -> int:
+    dim, channels, patch = a["dim"], a["channels"], a["patch"]
+    tokens = (a["size"] // patch) ** 2
+    ted = a["time_embed_dim"] * (2 if a.get("two_times") else 1)
+    total = _linear(channels * patch * patch, dim) + tokens * dim  # patches and positions
+    total += _linear(ted, dim) + _linear(dim, dim)
+    if a.get("num_classes") is not None:
+        total += (a["num_classes"] + 1) * dim
+    total += a["depth"] * _block(dim, a["mlp_ratio"])
+    return total + _linear(dim, 2 * dim) + _linear(dim, patch * patch * channels)
+
+
+_COUNTS = {
+    "mlp": _mlp,
+    "mixed_mlp": _mixed_mlp,
+    "unet": _unet,
+    "transformer": _transformer,
+    "dit": _dit,
+}
 
 
 def estimate_parameters(arch: dict[str, Any]) -> int | None:

@@ -9,7 +9,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from flowmatch.models.embeddings import SinusoidalTimeEmbedding, add_class_embedding
+from flowmatch.models.embeddings import (
+    SinusoidalTimeEmbedding,
+    add_class_embedding,
+    time_features,
+)
 from flowmatch.models.embeddings import time_frequency as _frequency
 from flowmatch.models.registry import register
 
@@ -251,15 +255,8 @@ class UNet(nn.Module):
         self._blocks_per_level = num_res_blocks
 
     def _embedding(self, x: Tensor, t: Tensor, cond: Tensor | None, t_end: Tensor | None) -> Tensor:
-        batch = x.shape[0]
-        parts = [self.time_embed(t)]
-        if self.two_times:
-            if t_end is not None and t_end.shape != (batch,):
-                raise ValueError(f"t_end must have shape ({batch},), got {tuple(t_end.shape)}")
-            parts.append(self.time_embed(torch.zeros_like(t) if t_end is None else t_end - t))
-        elif t_end is not None:
-            raise ValueError("t_end needs a two_times model (UNet(..., two_times=True))")
-        emb = self.time_mlp(torch.cat(parts, dim=1).to(x.dtype))
+        features = time_features(self.time_embed, t, t_end, two_times=self.two_times, owner="UNet")
+        emb = self.time_mlp(features.to(x.dtype))
         return add_class_embedding(emb, cond, self.class_embed, self.num_classes, "UNet")
 
     def forward(

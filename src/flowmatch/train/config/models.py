@@ -1,5 +1,5 @@
-"""The ``model`` section: the network, by ``name`` (mlp, unet, transformer, or any network
-registered with `flowmatch.models.register`)."""
+"""The ``model`` section: the network, by ``name`` (mlp, unet, dit, transformer, or any
+network registered with `flowmatch.models.register`)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,36 @@ class UNetConfig(_ModelVariant):
     init: PathStr | None = None
 
 
+class DiTConfig(_ModelVariant):
+    """``model: {name: dit}``: a diffusion transformer (DiT, Peebles & Xie 2023), for images:
+    the image cut into patch x patch squares, a token each, through transformer blocks with
+    adaLN-Zero time (and class) conditioning.
+
+    Attributes:
+        patch: side of the square patches; must divide the image side (8x8 digits: 1, 2, 4
+            or 8; 28x28 Fashion-MNIST: 1, 2, 4, 7, 14 or 28).
+        dim: width of the tokens; a multiple of heads (and of 4 with sincos positions).
+        depth: transformer blocks.
+        heads: attention heads.
+        mlp_ratio: hidden width of each block's MLP, relative to dim.
+        dropout: dropout in the blocks, in [0, 1).
+        positions: sincos (fixed 2-D sine-cosine) | learned position embedding.
+        time_embed_dim, time_frequency, init: as for mlp.
+    """
+
+    name: Literal["dit"] = "dit"
+    patch: Annotated[_Int, Field(gt=0, le=64)] = 2
+    dim: Width = 128
+    depth: Depth = 4
+    heads: Depth = 4
+    mlp_ratio: Annotated[_Float, Field(gt=0, le=64)] = 4.0
+    dropout: UnitFloat = 0.0
+    positions: Literal["sincos", "learned"] = "sincos"
+    time_embed_dim: EvenPositiveInt = 64
+    time_frequency: PositiveFloat | None = None
+    init: PathStr | None = None
+
+
 class TransformerConfig(_ModelVariant):
     """``model: {name: transformer}``: a bidirectional sequence transformer with adaptive
     LayerNorm time (and class) conditioning, for token data (text); its length and
@@ -138,10 +168,11 @@ class CustomModelConfig(_ModelVariant):
 _ModelUnion = (
     Annotated[MLPConfig, Tag("mlp")]
     | Annotated[UNetConfig, Tag("unet")]
+    | Annotated[DiTConfig, Tag("dit")]
     | Annotated[TransformerConfig, Tag("transformer")]
     | Annotated[CustomModelConfig, Tag(CUSTOM)]
 )
 MODEL = Choice("model", "name", _ModelUnion)
 ModelConfig = Annotated[_ModelUnion, MODEL.discriminator, MODEL.before]
-"""The ``model`` section, by ``name`` (default mlp; transformer for text; any other name is a
-registered network)."""
+"""The ``model`` section, by ``name`` (default mlp; unet or dit for images; transformer for
+text; any other name is a registered network)."""
