@@ -26,8 +26,8 @@ def test_datasets_lists_every_kind_of_data_with_its_config_line(capsys):
     assert lines[0].startswith("built-in sets") and "your own files:" in lines
     rows = [line.split(None, 1) for line in lines if line.startswith("  ")]
     names = [name for name, _ in rows]
-    assert names[:15] == [
-        "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits",
+    assert names[:16] == [
+        "checkerboard", "8gaussians", "moons", "circles", "spirals", "rings", "digits", "fashion",
         "airports", "quakes", "backbone", "frames", "residues", "names", "smiles", "pydoc",
     ]  # fmt: skip
     assert "  checkerboard        data: {name: checkerboard}" in out
@@ -41,10 +41,10 @@ def test_datasets_lists_every_kind_of_data_with_its_config_line(capsys):
     from flowmatch.train.config import config_from_dict
 
     built_in = [m.group(0) for m in re.finditer(r"data: \{(name|corpus): [^{}]*\}", out)]
-    assert len(built_in) == 15
+    assert len(built_in) == 16
     for text in built_in:
         raw = yaml.safe_load(text)
-        if raw["data"].get("name") == "digits":  # images take the U-Net, as the line says
+        if raw["data"].get("name") in ("digits", "fashion"):  # images take the U-Net
             raw["model"] = {"name": "unet"}
         assert config_from_dict(raw).data is not None
 

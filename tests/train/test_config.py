@@ -93,6 +93,8 @@ data:
   too_long: drop
   holdout_share: 0.2
   units: radians
+  workers: 2
+  stream: true
 model: {name: mlp, hidden: 64, depth: 2, activation: gelu, time_embed_dim: 32, time_frequency: 5.0,
         fourier_features: 16, fourier_scale: 3.0, init: runs/base}
 path: {schedule: vp, beta_min: 0.2, beta_max: 10.0}
@@ -423,6 +425,7 @@ def test_full_yaml_round_trip(tmp_path: Path) -> None:
                 ("data", "categorical"),
                 ("data", "manifold"),
                 ("data", "columns"),
+                ("data", "flip"),  # images only
                 ("model", "name"),
             }:
                 assert value != base[key], f"{section}.{key} kept its default"

@@ -46,7 +46,9 @@ def dataset_lines() -> list[str]:
     for name, spec in TOY_DATASETS.items():
         rows.append((name, f"data: {{name: {name}}}", spec.description))
     rows.append(
-        ("digits", "data: {name: digits}", "scikit-learn's 8x8 digits, 10 classes (model: unet)"),
+        ("digits", "data: {name: digits}", "scikit-learn's 8x8 digits, 10 classes (model: unet)")
+    )
+    rows.append(
         (
             "fashion",
             "data: {name: fashion}",

@@ -36,9 +36,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_IMAGE_SIZE",
     "ImageSplit",
+    "check_image",
+    "list_image_folder",
     "load_digits",
     "load_image_folder",
     "load_mnist_idx",
+    "read_image",
     "unit_range",
 ]
 
@@ -167,6 +170,29 @@ def load_image_folder(
         >>> x.shape                                                       # doctest: +SKIP
         torch.Size([N, 3, 64, 64])
     """
+    files, labels, names = list_image_folder(root, size=size, channels=channels)
+    mode = "L" if channels == 1 else "RGB"
+    pixels = np.stack([read_image(path, mode, int(size)) for path in files])  # uint8
+    if channels == 1:
+        pixels = pixels[:, None]
+    else:
+        pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
+    return _to_unit_range(pixels), labels, names
+
+
+def list_image_folder(
+    root: str | Path, *, size: int, channels: int = 1
+) -> tuple[list[Path], Tensor, list[str]]:
+    """The image files of a folder of class sub-folders, without reading them (see
+    :func:`load_image_folder` for the layout and the checks; :func:`read_image` reads one).
+
+    Returns:
+        ``(files, labels, class_names)``: the files in class then name order, their labels
+        (N,) int64 and the class folder names (index = label).
+
+    Raises:
+        DataError: as :func:`load_image_folder`, except for unreadable images.
+    """
     integer = (int, np.integer)
     if isinstance(size, bool) or not isinstance(size, integer) or not 1 <= size <= MAX_IMAGE_SIZE:
         raise DataError(f"size: expected an int in [1, {MAX_IMAGE_SIZE}], got {size!r}")
@@ -192,23 +218,9 @@ def load_image_folder(
         if not files:
             raise DataError(f"{class_dir}: class folder holds no .png, .jpg or .jpeg images")
 
-    mode = "L" if channels == 1 else "RGB"
-    arrays: list[np.ndarray] = []
-    labels: list[int] = []
-    for label, files in enumerate(files_per_class):
-        for path in files:
-            arrays.append(_read_image(path, mode, size))
-            labels.append(label)
-    pixels = np.stack(arrays)  # (N, H, W) or (N, H, W, 3), uint8
-    if channels == 1:
-        pixels = pixels[:, None]
-    else:
-        pixels = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2))
-    return (
-        _to_unit_range(pixels),
-        torch.tensor(labels, dtype=torch.int64),
-        [d.name for d in class_dirs],
-    )
+    files = [path for files in files_per_class for path in files]
+    labels = [label for label, files in enumerate(files_per_class) for _ in files]
+    return files, torch.tensor(labels, dtype=torch.int64), [d.name for d in class_dirs]
 
 
 def _image_files(class_dir: Path) -> list[Path]:
@@ -223,7 +235,30 @@ def _image_files(class_dir: Path) -> list[Path]:
     )
 
 
-def _read_image(path: Path, mode: str, size: int) -> np.ndarray:
+def check_image(path: Path) -> None:
+    """Check that Pillow can identify ``path`` as an image and that its data are intact (its
+    checksums, for PNG), without decoding the pixels.
+
+    Raises:
+        DataError: naming the file; one line.
+    """
+    from flowmatch._extras import require
+
+    require("PIL", "images", "image folders")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except UnidentifiedImageError as exc:
+        raise DataError(
+            f"{path}: not an image Pillow can identify (corrupt or wrong format)"
+        ) from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"{path}: cannot read image: {_one_line(exc)}") from exc
+
+
+def read_image(path: Path, mode: str, size: int) -> np.ndarray:
     """One image file as uint8 pixels (size, size) for mode "L", (size, size, 3) for "RGB"."""
     from flowmatch._extras import require
 

@@ -18,6 +18,7 @@ STREAMS: dict[str, tuple[int, int]] = {
     "holdout": (1000, 2),  # its held-out set
     "split": (1000, 3),  # the train/held-out split of a table or image set
     "batches": (1000, 10),  # training batches, noise and times (+ the process's rank)
+    "loader": (1000, 500),  # the streaming pipeline's batches (+ rank; then the batch number)
     # evaluation: the same draws for every method and step count
     "eval": (1, 7),  # source noise, reference sets, sampler noise of the evaluation
     "plots": (1, 11),  # the samples and trajectories of the plots

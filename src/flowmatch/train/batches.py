@@ -90,6 +90,9 @@ class Batches:
         """What a checkpoint must keep to resume the stream (beyond the batch generator)."""
         return {}
 
+    def close(self) -> None:
+        """Release what the source holds open (worker processes); a no-op by default."""
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
 

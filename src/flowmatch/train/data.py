@@ -208,7 +208,8 @@ def _load_mixed(path: Path, cfg: DataConfig, *, seed: int) -> RunData | None:
 
 def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData:
     """digits (its fixed split), or a folder / IDX files split 80/20 by a seeded permutation."""
-    from flowmatch.data.images import load_digits, load_image_folder, load_mnist_idx, unit_range
+    from flowmatch.data.images import list_image_folder, load_digits, load_mnist_idx, unit_range
+    from flowmatch.train.pipeline import ImageFiles
 
     if cfg.name == "fashion":
         from flowmatch.data.fashion import load_fashion_mnist
@@ -240,11 +241,13 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
         )
     assert cfg.images is not None
     path = _resolve(cfg.images, base_dir)
-    if path.is_dir():
-        images, labels, names = load_image_folder(path, size=cfg.image_size, channels=cfg.channels)
+    images: Tensor | ImageFiles
+    if path.is_dir():  # the training images stay on disk, read batch by batch
+        files, labels, names = list_image_folder(path, size=cfg.image_size, channels=cfg.channels)
+        images = ImageFiles(files, size=cfg.image_size, channels=cfg.channels).check()
     else:
         labels_path = _resolve(cfg.labels, base_dir) if cfg.labels is not None else None
-        images, idx_labels = load_mnist_idx(path, labels_path)
+        images, idx_labels = load_mnist_idx(path, labels_path, uint8=True)
         if idx_labels is None:
             raise DataError(f"{path}: an IDX images file needs its labels file (data.labels)")
         labels = idx_labels
@@ -258,9 +261,14 @@ def _load_images(cfg: DataConfig, *, seed: int, base_dir: str | Path) -> RunData
         )
     perm = torch.randperm(n, generator=seeds.generator(seed, "split"))
     train, hold = perm[n_holdout:], perm[:n_holdout]
+    if isinstance(images, ImageFiles):
+        pool: Tensor | ImageFiles = images.subset(train)
+        held = unit_range(images.subset(hold).read())
+    else:
+        pool, held = images[train], unit_range(images[hold])
     return RunData(
-        images[train],
-        images[hold],
+        pool,  # type: ignore[arg-type]  # uint8 or ImageFiles: read batch by batch
+        held,
         None,
         None,
         path.name,

@@ -34,6 +34,7 @@ from flowmatch.train.data import RunData, load_run_data
 from flowmatch.train.eval_budget import fit_evaluation
 from flowmatch.train.loggers import check_loggers
 from flowmatch.train.loop import NonFiniteLossError, TrainLoop
+from flowmatch.train.pipeline import StreamBatches, streams, take_coupling
 from flowmatch.train.reports import (
     eval_points,
     final_report,
@@ -152,6 +153,9 @@ class Trainer:
         self.echo = echo if self.dist.is_main else (lambda _msg: None)
         torch.manual_seed(cfg.train.seed)  # the same initial weights on every rank
         self.loss = build.build_loss(cfg, self.data)
+        if isinstance(self.batches, StreamBatches):  # the loader pairs x0 with x1, not the loss
+            self.batches.coupling = take_coupling(self.loss) or self.batches.coupling
+            self.batches.for_rank(self.dist.rank)
         net = build.build_net(cfg, self.data)
         self._warm_start(cfg, net)
         self.flow = build.build_flow(cfg, self.data, self.loss, net)
@@ -194,6 +198,16 @@ class Trainer:
 
     def _batches(self, cfg: RunConfig) -> Batches:
         if cfg.data.pairs is None:
+            if streams(cfg.data, self.data):
+                return StreamBatches(
+                    self.data.train,
+                    self.data.labels,
+                    batch_size=cfg.train.batch_size,
+                    seed=cfg.train.seed,
+                    workers=cfg.data.workers,
+                    flip=cfg.data.flip,
+                    source=self.data.source,
+                )
             return TensorBatches(self.data.train, self.data.labels)
         from flowmatch.rectify import load_pairs
 
@@ -249,7 +263,10 @@ class Trainer:
                     # only now that the checkpoint is restored: a failed resume changes nothing
                     dump_config(cfg, self.out / "config.yaml")  # with its --set overrides
                     trim_eval_csv(self.out / "eval.csv", self.loop.step)
-            final_loss = self.loop.run()
+            try:
+                final_loss = self.loop.run()
+            finally:
+                self.batches.close()  # loader workers, if any, are not needed any more
             self.loop.release()
             rows: list[Any] = []
             floor = None

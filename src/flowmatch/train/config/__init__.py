@@ -9,8 +9,8 @@ reported as a one-line `ConfigError` that names the dotted key::
 
 Five sections choose one of several options, each with its own keys (discriminated unions,
 in `choices`): ``path`` by ``schedule``, ``coupling`` by ``name``, ``time`` by ``sampler``,
-``objective`` by ``name`` and ``model`` by ``name`` (mlp, unet, or a network registered with
-`flowmatch.models.register`, whose keys are its constructor's arguments)::
+``objective`` by ``name`` and ``model`` by ``name`` (mlp, unet, dit, transformer, or a network
+registered with `flowmatch.models.register`, whose keys are its constructor's arguments)::
 
     path: {schedule: vp, beta_min: 0.1, beta_max: 20.0}
 
@@ -57,6 +57,7 @@ from flowmatch.train.config.choices import (
     VEPathConfig,
     VPPathConfig,
 )
+from flowmatch.train.config.data import DataConfig, SourceConfig
 from flowmatch.train.config.io import (
     apply_overrides,
     config_from_dict,
@@ -67,18 +68,17 @@ from flowmatch.train.config.io import (
 )
 from flowmatch.train.config.models import (
     CustomModelConfig,
+    DiTConfig,
     MLPConfig,
     ModelConfig,
     TransformerConfig,
     UNetConfig,
 )
 from flowmatch.train.config.sections import (
-    DataConfig,
     EvalConfig,
     OptimConfig,
     RunConfig,
     SampleConfig,
-    SourceConfig,
     TrainConfig,
 )
 from flowmatch.train.config.types import (
@@ -100,6 +100,7 @@ __all__ = [
     "CustomModelConfig",
     "DDPMPathConfig",
     "DataConfig",
+    "DiTConfig",
     "DiscreteObjectiveConfig",
     "DiscreteTimeConfig",
     "EvalConfig",
