@@ -102,8 +102,8 @@ def spec_of(flow: FlowModel) -> dict[str, Any]:
     }
     if flow.shape is not None:
         spec["shape"] = list(flow.shape)
-    if flow.transform is not None:
-        spec["standardizer"] = flow.transform.to_dict()
+    if flow.transform is not None:  # a Standardizer, or a LatentCodec (key "latent")
+        spec[getattr(flow.transform, "SPEC_KEY", "standardizer")] = flow.transform.to_dict()
     return spec
 
 
@@ -170,6 +170,8 @@ def save_flow(
         raise ModelFileError(f"{directory}: cannot save the model ({err})") from None
     ema_net = ema.net if isinstance(ema, type(flow)) else ema
     nets = {"model": flow.net, "ema": ema_net or flow.net}
+    if hasattr(getattr(flow, "transform", None), "save"):  # a latent model's autoencoder
+        flow.transform.save(directory)
     return _write(Path(directory), spec, nets, card)
 
 
@@ -276,6 +278,10 @@ def _build(spec: dict[str, Any]) -> Any:
         from flowmatch.manifolds.files import flow_from_spec as manifold_flow
 
         return manifold_flow(spec)
+    if kind == "autoencoder":
+        from flowmatch.models.latent import autoencoder_from_spec
+
+        return autoencoder_from_spec(spec)
     return _flow_from_spec(spec, build_model(spec["arch"]))
 
 
@@ -317,7 +323,9 @@ def load(
     Returns a :class:`~flowmatch.flow.FlowModel` (a
     :class:`~flowmatch.discrete.DiscreteFlowModel` for a discrete model, a
     :class:`~flowmatch.discrete.MixedFlowModel` for a mixed table model, a
-    :class:`~flowmatch.manifolds.ManifoldFlowModel` for a manifold model) in eval mode
+    :class:`~flowmatch.manifolds.ManifoldFlowModel` for a manifold model, an
+    :class:`~flowmatch.models.autoencoder.AutoEncoder` for an autoencoder; a latent flow
+    model's ``decode`` maps its samples to images through its copy of the autoencoder) in eval mode
     carrying its path, prediction kind, source, labels and data transform, so
     ``fm.sample(fm.load(run), x0, steps=8)``
     needs nothing else. No file is unpickled: weights are safetensors, the config JSON. A net
@@ -360,4 +368,9 @@ def load(
         raise ModelFileError(
             f"{weight_file}: weights do not match the architecture in config.json ({detail})"
         ) from None
+    if spec.get("latent") is not None:  # a latent flow: its copy of the autoencoder decodes
+        from flowmatch.models.latent import load_codec
+
+        flow.transform = load_codec(directory, spec["latent"], flow.shape)
+        flow.transform.autoencoder.to(device)
     return flow.to(device).eval()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from flowmatch.errors import ModelFileError
 from flowmatch.models.files import FORMAT_VERSION
+from flowmatch.models.latent import check_autoencoder_spec, check_latent_entry
 from flowmatch.models.schema_errors import SpecProblem
 from flowmatch.models.spec_schedules import (
     _REQUIRED,
@@ -209,8 +210,12 @@ def _file_model(kind: str) -> type[BaseModel]:
             source=(Literal[tuple(TOY_DATASETS)] | None, None),
             shape=(t["shape"] | None, None),
             standardizer=(Any, None),
+            latent=(Any, None),
             **labels,
         )
+    elif kind == "autoencoder":
+        fields.update(kind=(Literal[kind], _REQUIRED), shape=(t["shape"], _REQUIRED),
+                      latent_shape=(t["shape"], _REQUIRED))  # fmt: skip
     elif kind == "discrete":
         fields.update(
             kind=(Literal["discrete"], _REQUIRED),
@@ -252,8 +257,8 @@ def _check_misspelt(spec: dict[str, Any], schema: type[BaseModel]) -> None:
 
 def _kind(spec: dict[str, Any]) -> str:
     kind = spec.get("kind", "flow")
-    if kind not in ("flow", "discrete", "mixed", "manifold"):
-        raise SpecProblem("kind", f"expected one of discrete, mixed, manifold, got {kind!r:.80}")
+    if kind not in _CHECKS:
+        raise SpecProblem("kind", f"expected one of {', '.join(_CHECKS)}, got {kind!r:.80}")
     return str(kind)
 
 
@@ -290,6 +295,7 @@ def _check_flow(spec: dict[str, Any], arch: dict[str, Any]) -> None:
         raise SpecProblem("two_times", f"expected {want} (arch.two_times), got {str(two).lower()}")
     shape = shape if shape is not None else expected
     _check_standardizer(spec.get("standardizer"), "standardizer", _point_dim(shape))
+    check_latent_entry(spec.get("latent"), shape)
     _check_labels(spec, arch)
 
 
@@ -360,7 +366,7 @@ def _check_manifold(spec: dict[str, Any], arch: dict[str, Any]) -> None:
 
 
 _CHECKS = {"flow": _check_flow, "discrete": _check_discrete, "mixed": _check_mixed,
-           "manifold": _check_manifold}  # fmt: skip
+           "manifold": _check_manifold, "autoencoder": check_autoencoder_spec}  # fmt: skip
 
 
 def check_spec(spec: Any, file: str | Path) -> dict[str, Any]:
