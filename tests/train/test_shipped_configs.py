@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from flowmatch.data.fashion import fashion_mnist_dir
 from flowmatch.train.config import load_config
 from flowmatch.train.data import load_run_data
 
@@ -16,11 +17,14 @@ def test_there_are_configs():
     assert {"ddpm", "digits"} <= names
     assert {"names", "smiles", "pydoc"} <= names
     assert {"airports", "quakes", "backbone", "residues"} <= names
+    assert {"fashion", "fashion_full", "fashion_dit", "fashion_ae", "fashion_latent"} <= names
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_config_validates_and_its_data_loads(path):
     cfg = load_config(path)
+    if cfg.data.name == "fashion" and fashion_mnist_dir() is None:
+        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
     data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=path.parent)
     assert data.train.shape[0] > data.holdout.shape[0] > 0
     if data.is_mixed:  # samples are compared with all the held-out rows

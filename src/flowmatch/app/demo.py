@@ -20,10 +20,11 @@ __all__ = [
     "digits_demo",
     "oracle_demo",
     "run_demo",
+    "train_demo_run",
     "training_demo",
 ]
 
-DEMOS = ("checkerboard", "digits", "names", "airports")
+DEMOS = ("checkerboard", "digits", "fashion", "names", "airports")
 
 
 def oracle_demo(
@@ -118,7 +119,7 @@ def training_demo(
     ``metrics.csv``, ``eval.txt`` (W2 and MMD per method and NFE, mean +- std over 5 draws,
     with the noise floor), ``samples.png``, ``trajectories.png`` and ``quality_vs_nfe.png``.
     """
-    result = _train(out, [*DEMO_OVERRIDES, f"train.steps={steps}"], progress, echo)
+    result = train_demo_run(out, [*DEMO_OVERRIDES, f"train.steps={steps}"], progress, echo)
     echo(f"demo: {result.steps} steps in {result.wall_time:.0f} s; plots and eval.txt in {out}")
     return out
 
@@ -166,7 +167,7 @@ def digits_demo(
     ``quality_vs_nfe.png`` and the model.
     """
     n = steps if steps is not None else DIGITS_STEPS
-    result = _train(out, [*DIGITS_OVERRIDES, f"train.steps={n}"], progress, echo)
+    result = train_demo_run(out, [*DIGITS_OVERRIDES, f"train.steps={n}"], progress, echo)
     echo(
         f"digits demo: {result.steps} steps in {result.wall_time:.0f} s; samples.png, path.png "
         f"and eval.txt in {out}"
@@ -174,7 +175,9 @@ def digits_demo(
     return out
 
 
-def _train(out: Path, overrides: list[str], progress: bool, echo: Callable[[str], None]) -> Any:
+def train_demo_run(
+    out: Path, overrides: list[str], progress: bool, echo: Callable[[str], None]
+) -> Any:
     """Train a demo's run config (the defaults + ``overrides``) into ``out``, recreated."""
     from flowmatch.train.config import load_config
     from flowmatch.train.trainer import Trainer
@@ -221,7 +224,7 @@ def names_demo(
     ``quality_vs_nfe.png`` and the model.
     """
     n = steps if steps is not None else NAMES_STEPS
-    result = _train(out, [*NAMES_OVERRIDES, f"train.steps={n}"], progress, echo)
+    result = train_demo_run(out, [*NAMES_OVERRIDES, f"train.steps={n}"], progress, echo)
     echo(
         f"names demo: {result.steps} steps in {result.wall_time:.0f} s; samples.txt, eval.txt "
         f"and quality_vs_nfe.png in {out}"
@@ -269,7 +272,7 @@ def airports_demo(
     W2 and MMD per sampler and NFE with the floor), ``quality_vs_nfe.png`` and the model.
     """
     n = steps if steps is not None else AIRPORTS_STEPS
-    result = _train(out, [*AIRPORTS_OVERRIDES, f"train.steps={n}"], progress, echo)
+    result = train_demo_run(out, [*AIRPORTS_OVERRIDES, f"train.steps={n}"], progress, echo)
     echo(
         f"airports demo: {result.steps} steps in {result.wall_time:.0f} s; samples.png (world "
         f"map), globe.png, eval.txt (held-out NLL) and quality_vs_nfe.png in {out}"
@@ -303,6 +306,13 @@ def run_demo(
         out = out if out is not None else Path("runs/demo")
         training_demo(out, steps=steps or 20000, progress=progress, echo=echo)
         return
-    runs = {"airports": airports_demo, "names": names_demo, "digits": digits_demo}
+    from flowmatch.app.demo_fashion import fashion_demo
+
+    runs = {
+        "airports": airports_demo,
+        "names": names_demo,
+        "digits": digits_demo,
+        "fashion": fashion_demo,
+    }
     out = out if out is not None else Path(f"runs/demo_{dataset}")
     runs[dataset](out, steps=steps, progress=progress, echo=echo)
