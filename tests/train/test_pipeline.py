@@ -230,3 +230,33 @@ def test_points_stream_with_workers_trains(tmp_path):
     t = Trainer(cfg, tmp_path / "run", progress=False, final_eval=False, echo=lambda _: None)
     t.run()
     assert isinstance(t.batches, StreamBatches) and t.batches.step == 4
+
+
+def test_fm_train_streams_uint8_images_the_same_with_and_without_workers():
+    import flowmatch as fm
+
+    x, y = pool(64, 8), torch.arange(64) % 3
+    loss = FlowMatchingLoss(coupling=MinibatchOT())
+
+    def run(workers):
+        torch.manual_seed(0)
+        model = fm.FlowModel(fm.models.UNet(1, 8, base=8, num_classes=3))
+        kw = {"labels": y, "steps": 4, "batch_size": 16, "progress": False, "loss": loss}
+        return fm.train(model, x, workers=workers, flip=True, **kw).state_dict()
+
+    a, b = run(0), run(2)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert isinstance(loss.coupling, MinibatchOT)  # the caller's loss is not changed
+
+
+def test_fm_train_stream_arguments_are_checked():
+    import flowmatch as fm
+
+    model = fm.FlowModel(fm.models.MLP(dim=2))
+    with pytest.raises(ValueError, match="workers"):
+        fm.train(model, torch.randn(10, 2), steps=1, workers=True)
+    dataset = torch.utils.data.TensorDataset(torch.randn(10, 2))
+    with pytest.raises(DataError, match="DataLoader"):
+        fm.train(model, dataset, steps=1, workers=1)
+    with pytest.raises(DataError, match="flip"):
+        fm.train(model, torch.randn(10, 2), steps=1, flip=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,9 @@ from flowmatch.loss import FlowMatchingLoss
 from flowmatch.manifolds import ManifoldFlowModel, RiemannianFlowMatchingLoss
 from flowmatch.meanflow import MeanFlowLoss
 from flowmatch.train import distributed
-from flowmatch.train.batches import as_batches
+from flowmatch.train.batches import Batches, as_batches
 from flowmatch.train.loop import LoopSettings, OptimSettings, TrainLoop
+from flowmatch.train.pipeline import StreamBatches, take_coupling
 from flowmatch.train.trainer import check_run_dir
 
 __all__ = ["default_loss", "train"]
@@ -120,6 +122,8 @@ def train(
     precision: str = "fp32",
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    workers: int = 0,
+    flip: bool = False,
 ) -> FlowModel | DiscreteFlowModel | MixedFlowModel | ManifoldFlowModel:
     """Train a model on your data; return the EMA model, ready for ``fm.sample``.
 
@@ -162,6 +166,15 @@ def train(
             gradients do not underflow, skipping the updates whose gradients overflow.
         progress: show a progress bar.
         echo: where messages go.
+        workers: for a data tensor: loader processes that draw each batch, map uint8
+            images to [-1, 1], flip them and pair them with the loss's coupling while the
+            previous step trains (:class:`~flowmatch.train.pipeline.StreamBatches`; the
+            batches are the same for any number of workers, 0 included).
+        flip: for a tensor of images (N, C, H, W): mirror each drawn image left-right with
+            probability 1/2.
+
+    A uint8 image tensor (pixels 0..255) is kept as uint8 and streamed the same way, so
+    60,000 28x28 images take 47 MB rather than four times that as floats.
 
     Returns:
         The EMA FlowModel (eval mode).
@@ -185,7 +198,7 @@ def train(
         raise ValueError(f"lr must be a number > 0, got {lr!r}")
     known = (FlowModel, DiscreteFlowModel, MixedFlowModel, ManifoldFlowModel)
     flow = model if isinstance(model, known) else FlowModel(model)
-    batches = as_batches(data, labels=labels, seed=seed)
+    batches = _batches(data, labels, seed=seed, size=batch_size, workers=workers, flip=flip)
     _check_data(flow, batches.dtype)
     if flow.shape is None:
         flow.shape = batches.shape
@@ -195,6 +208,9 @@ def train(
         )
     loss = default_loss(flow) if loss is None else loss
     _check_loss(flow, loss)
+    if isinstance(batches, StreamBatches):  # the loader pairs x0 with x1, not the loss
+        loss = copy.copy(loss)  # the caller's loss keeps its coupling
+        batches.coupling = take_coupling(loss) or batches.coupling
     if out is not None:
         out = Path(out)
         check_run_dir(out, resume=resume)
@@ -227,13 +243,38 @@ def train(
     if out is not None and dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     try:
+        if isinstance(batches, StreamBatches):
+            batches.for_rank(dist.rank)
         loop = TrainLoop(
             flow, loss, batches, settings, optim_settings, out=out, dist=dist, echo=echo
         )
         if resume:
             loop.restore()
-        loop.run()
+        try:
+            loop.run()
+        finally:
+            batches.close()
         loop.release()
     finally:
         distributed.cleanup(dist)
     return loop.ema.module.eval()
+
+
+def _batches(
+    data: Any, labels: Tensor | None, *, seed: int, size: int, workers: int, flip: bool
+) -> Batches:
+    """The batch source: a :class:`StreamBatches` for a tensor with workers, flips or uint8
+    images, else :func:`~flowmatch.train.batches.as_batches`."""
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise ValueError(f"workers must be an integer in [0, 64], got {workers!r}")
+    stream = workers > 0 or flip or (isinstance(data, Tensor) and data.dtype == torch.uint8)
+    if not stream:
+        return as_batches(data, labels=labels, seed=seed)
+    if not isinstance(data, Tensor):
+        raise DataError(
+            f"data: workers and flip stream a tensor of points or images, got "
+            f"{type(data).__name__} (give a DataLoader its own workers)"
+        )
+    if data.ndim < 2:
+        raise DataError(f"data: expected a tensor (N, *D), got shape {tuple(data.shape)}")
+    return StreamBatches(data, labels, batch_size=size, seed=seed, workers=workers, flip=flip)
