@@ -76,6 +76,7 @@ _ARCH_EXTRAS: dict[str, dict[str, tuple[str, Any]]] = {
         "causal": ("bool", None),
     },
 }
+_ARCH_EXTRAS["dit"] = _ARCH_EXTRAS["unet"]  # the image's channels and side, labels, two times
 _ARCH_SHARED: dict[str, tuple[str, dict[str, str]]] = {
     # name: (run-config class, {file key: run-config key})
     "mlp": ("MLPConfig", {k: k for k in ("hidden", "depth", "activation", "time_embed_dim",
@@ -89,6 +90,8 @@ _ARCH_SHARED: dict[str, tuple[str, dict[str, str]]] = {
                            "time_frequency": "time_frequency"}),
     "transformer": ("TransformerConfig", {k: k for k in ("dim", "depth", "heads", "mlp_ratio",
                                                         "dropout", "positions")}),
+    "dit": ("DiTConfig", {k: k for k in ("patch", "dim", "depth", "heads", "mlp_ratio", "dropout",
+                                        "positions", "time_embed_dim", "time_frequency")}),
 }  # fmt: skip
 
 
@@ -282,7 +285,7 @@ def _check_flow(spec: dict[str, Any], arch: dict[str, Any]) -> None:
         expected: list[Any] | None = [arch["dim"]]
         if arch.get("out_dim") not in (None, arch["dim"]):
             raise SpecProblem("arch.out_dim", f"expected null or {arch['dim']} (arch.dim)")
-    elif name == "unet":
+    elif name in ("unet", "dit"):
         side = arch.get("size", 8)
         expected = [arch.get("channels", 1), side, side]
     else:
@@ -290,7 +293,7 @@ def _check_flow(spec: dict[str, Any], arch: dict[str, Any]) -> None:
     if shape is not None and expected is not None and shape != expected:
         raise SpecProblem("shape", f"expected {expected} (the network's points), got {shape}")
     two = spec.get("two_times")
-    if name in ("mlp", "unet") and two is not None and two != bool(arch.get("two_times")):
+    if name in ("mlp", "unet", "dit") and two is not None and two != bool(arch.get("two_times")):
         want = str(bool(arch.get("two_times"))).lower()
         raise SpecProblem("two_times", f"expected {want} (arch.two_times), got {str(two).lower()}")
     shape = shape if shape is not None else expected
