@@ -240,14 +240,7 @@ def eval_(
         str, typer.Option(help="Comma-separated samplers (ODE solvers, sde, ddpm, ddim).")
     ] = "euler,midpoint",
     draws: Annotated[int, typer.Option(min=1, max=1000, help="Independent draws per figure.")] = 5,
-    num: Annotated[
-        int,
-        typer.Option(
-            min=2,
-            max=10**6,
-            help="Points per set (fashion: images, at most 10000; digits: the training split).",
-        ),
-    ] = 2000,
+    num: Annotated[int, typer.Option(min=2, max=10**6, help="Points per set.")] = 2000,
     eta: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=ETA_HELP)] = None,
     noise: Annotated[float | None, typer.Option(min=0.0, max=1e6, help=NOISE_HELP)] = None,
     plugin: Plugins = None,

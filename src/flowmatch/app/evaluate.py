@@ -40,8 +40,10 @@ def evaluate_run(
     The held-out data is rebuilt from the run's ``config.yaml`` (same seed, same split). A
     text run is scored by its held-out ELBO and the real, novel and unique shares of its
     samples at each step count (``methods`` does not apply; :mod:`flowmatch.evaluation.text`). For a
-    toy set the reference is fresh draws of the true distribution; digits runs are scored by
-    FD/KID/accuracy (at the run's ``sample.guidance``). ``eta`` and ``noise`` (of ddim and
+    toy set the reference is fresh draws of the true distribution; digits and Fashion-MNIST
+    runs are scored by FD/KID/accuracy in a small shipped classifier's features (at the run's
+    ``sample.guidance``; Fashion-MNIST on ``num`` images, at most 10,000, with a floor of as
+    many training images). ``eta`` and ``noise`` (of ddim and
     sde) default to the run's ``sample`` section. The evaluation is the trainer's
     (:func:`flowmatch.train.reports.final_report`, the same seed streams), so the same
     settings give the trainer's numbers.
@@ -134,10 +136,11 @@ def _evaluate(
     for method in methods:
         check_sampler(model, method, steps, eta=eta)
     guidance = cfg.sample.guidance
-    if data.name == "digits":
+    if data.name in ("digits", "fashion"):
         echo(
-            f"evaluating {run_dir} on digits: {draws} draws of {data.train.shape[0]} images per "
-            f"figure against the {data.holdout.shape[0]} test images, guidance {guidance}"
+            f"evaluating {run_dir} on {data.name}: {draws} draws of {eval_points(data, num)} "
+            f"images per figure against the {data.holdout.shape[0]} test images, guidance "
+            f"{guidance}"
         )
     else:
         echo(

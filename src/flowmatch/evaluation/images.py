@@ -1,11 +1,22 @@
-"""Quality of generated digits: Fréchet distance, KID and class accuracy against held-out digits.
+"""Quality of generated images: Fréchet distance, KID and class accuracy against held-out images.
 
-The features are those of the small CNN classifier that ships with the package
-(:mod:`flowmatch.metrics.digits`). Generated sets have as many images as the training split,
-with the training split's labels as their classes (the same class balance), and are compared
-with the held-out test split; the **floor** is the training split itself scored the same way
-(train vs test: what a model that reproduced its training data exactly would get). FD is
-biased by the set sizes, which is why the generated sets and the floor's have the same size.
+The features are those of a small CNN classifier that ships with the package: digits
+(:mod:`flowmatch.metrics.digits`) or Fashion-MNIST (:mod:`flowmatch.metrics.fashion`). FD in
+these features is not Inception FID and is not comparable with published FID numbers.
+
+FD is biased by the set sizes, so a generated set and its **floor** (real images scored the
+same way against the test split) always have the same size:
+
+- digits (:class:`DigitsMetric`): generated sets have as many images as the training split,
+  with the training split's labels as their classes; the floor is the training split itself
+  against the test split (train vs test).
+- Fashion-MNIST (:class:`FashionMetric`): 60,000 generated images per draw would take far too
+  long on a CPU, so a set has the evaluation's ``num`` images (``eval.num_samples``, at most
+  :data:`FASHION_MAX_IMAGES`), the classes in equal shares
+  (:func:`~flowmatch.sampling.labels_in_turn`); the floor is a fixed subset of the training
+  split (seeded, :data:`FLOOR_SEED`) of the same size and class counts, against the 10,000
+  test images.
+
 Every figure is a mean (and standard deviation) over independent draws of the noise.
 """
 
@@ -13,105 +24,183 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from flowmatch.evaluation.image_rows import (
+    CSV_HEADER,
+    ImageEvalRow,
+    format_image_row,
+    format_image_table,
+)
 from flowmatch.evaluation.loop import evaluate_model, mean_std
 
 __all__ = [
+    "CLASSIFIERS",
     "CSV_HEADER",
+    "FASHION_MAX_IMAGES",
+    "ClassifierMetric",
     "DigitsMetric",
+    "FashionMetric",
     "ImageEvalRow",
+    "balanced_subset",
     "evaluate_images",
     "format_image_row",
     "format_image_table",
     "image_floor",
 ]
 
-CSV_HEADER = [
-    "step",
-    "method",
-    "steps",
-    "nfe",
-    "fd_mean",
-    "fd_std",
-    "kid_mean",
-    "kid_std",
-    "accuracy",
-]
+CLASSIFIERS = ("digits", "fashion")
+"""The shipped classifiers a :class:`ClassifierMetric` can score with."""
+
+FASHION_MAX_IMAGES = 10_000
+"""The most images of a Fashion-MNIST set (generated, and the floor's), whatever ``num``."""
+
+FLOOR_SEED = 0
+"""Seed of the fixed subset of the training split a Fashion-MNIST floor scores."""
 
 
-@dataclass
-class ImageEvalRow:
-    """One line of the table: a sampler at a number of steps (and guidance), over draws.
+def _classifier(name: str) -> tuple[Any, tuple[int, int, int]]:
+    """The shipped classifier ``name`` and the shape of one of its images."""
+    if name == "digits":
+        from flowmatch.metrics.digits import load_classifier
 
-    ``accuracy`` is the share of images the classifier assigns to the class they were
-    generated for (NaN for unconditional samples).
+        return load_classifier(), (1, 8, 8)
+    if name == "fashion":
+        from flowmatch.metrics.fashion import SHAPE, load_fashion_classifier
+
+        return load_fashion_classifier(), SHAPE
+    raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {name!r}")
+
+
+def _embed(classifier: str, images: Tensor, name: str) -> Tensor:
+    """Features (N, F) of images (N, C, H, W), uint8 or float (clamped to [-1, 1])."""
+    from flowmatch.metrics.features import apply_batched, check_images
+
+    model, shape = _classifier(classifier)
+    return apply_batched(model.features, check_images(images, name, shape))
+
+
+def _quality(
+    classifier: str, feats: Tensor, ref_feats: Tensor, labels: Tensor | None
+) -> dict[str, float]:
+    from flowmatch.metrics.features import classifier_quality
+
+    return classifier_quality(_classifier(classifier)[0], feats, ref_feats, labels)
+
+
+def image_floor(
+    train: Tensor,
+    test: Tensor,
+    train_labels: Tensor | None = None,
+    *,
+    classifier: str = "digits",
+) -> ImageEvalRow:
+    """The floor: real images ``train`` scored against the test split (one deterministic draw).
+
+    Args:
+        train: real images not in the test split, (N, C, H, W), as many as a generated set.
+        test: the test split, (M, C, H, W).
+        train_labels: their labels, (N,), for the accuracy, or None.
+        classifier: the shipped classifier whose features are used (:data:`CLASSIFIERS`).
     """
-
-    method: str
-    steps: int
-    nfe: int
-    guidance: float | None
-    fd_mean: float
-    fd_std: float
-    kid_mean: float
-    kid_std: float
-    accuracy: float
-
-    csv_header: ClassVar[list[str]] = CSV_HEADER
-    """The header of ``eval.csv``: ``step`` and the names of :meth:`csv_values`."""
-
-    def csv_values(self) -> list[str]:
-        """The row's values after ``step`` in ``eval.csv`` (:attr:`csv_header`)."""
-        return [
-            self.method,
-            str(self.steps),
-            str(self.nfe),
-            f"{self.fd_mean:.6f}",
-            f"{self.fd_std:.6f}",
-            f"{self.kid_mean:.6g}",
-            f"{self.kid_std:.6g}",
-            f"{self.accuracy:.6f}",
-        ]
-
-
-def image_floor(train: Tensor, test: Tensor, train_labels: Tensor | None = None) -> ImageEvalRow:
-    """The floor: the training split scored against the test split (one deterministic draw)."""
-    from flowmatch.metrics.digits import digits_quality
-
-    q = digits_quality(train, test, labels=train_labels)
+    q = _quality(
+        classifier,
+        _embed(classifier, train, "train"),
+        _embed(classifier, test, "test"),
+        train_labels,
+    )
     return ImageEvalRow(
         "floor", 0, 0, None, q["fd"], 0.0, q["kid"], q["kid_std"], q.get("accuracy", math.nan)
     )
 
 
-class DigitsMetric:
-    """FD, KID and class accuracy of 8x8 digits in the shipped classifier's features.
+def balanced_subset(labels: Tensor, wanted: Tensor, *, seed: int = FLOOR_SEED) -> Tensor:
+    """Indices of a seeded random subset of ``labels`` with the class counts of ``wanted``.
 
     Args:
-        test: the held-out digits the samples are compared with, (M, 1, 8, 8).
+        labels: the labels of the pool, (N,).
+        wanted: the labels the subset must have, (n,)
+            (e.g. :func:`~flowmatch.sampling.labels_in_turn`).
+        seed: the seed of the choice within each class.
+
+    Returns:
+        int64 indices into the pool, (n,), such that ``labels[idx]`` equals ``wanted``.
+
+    Raises:
+        ValueError: a class has fewer images in the pool than wanted.
+    """
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.empty(wanted.shape[0], dtype=torch.int64)
+    for c in wanted.unique().tolist():
+        slots = torch.nonzero(wanted == c).flatten()
+        pool = torch.nonzero(labels == c).flatten()
+        if pool.numel() < slots.numel():
+            raise ValueError(
+                f"class {c}: {slots.numel()} images wanted, the pool has {pool.numel()}"
+            )
+        idx[slots] = pool[torch.randperm(pool.numel(), generator=g)[: slots.numel()]]
+    return idx
+
+
+class ClassifierMetric:
+    """FD, KID and class accuracy of images in a shipped classifier's features.
+
+    The generated sets are as large as ``train`` (all of it with its labels ``labels`` is the
+    floor); :class:`FashionMetric` bounds them instead. The test split's features are computed
+    once.
+
+    Args:
+        classifier: ``"digits"`` or ``"fashion"`` (:data:`CLASSIFIERS`).
+        test: the held-out images the samples are compared with, (M, C, H, W).
         labels: the class each generated image is asked for, (N,), or None (unconditional).
-        train: the training digits, scored against ``test`` for the floor; None: no floor.
+        train: the training images, scored against ``test`` for the floor; None: no floor.
     """
 
-    label = "FD (digits classifier features)"
-
     def __init__(
-        self, test: Tensor, labels: Tensor | None = None, train: Tensor | None = None
+        self,
+        classifier: str,
+        test: Tensor,
+        labels: Tensor | None = None,
+        train: Tensor | None = None,
     ) -> None:
-        self.test, self.labels, self.train = test, labels, train
+        if classifier not in CLASSIFIERS:
+            raise ValueError(
+                f"classifier must be one of {', '.join(CLASSIFIERS)}, got {classifier!r}"
+            )
+        self.classifier, self.test, self.labels, self.train = classifier, test, labels, train
+        self._test_features: Tensor | None = None
+
+    @property
+    def label(self) -> str:
+        """The metric's name on the plot."""
+        return f"FD ({self.classifier} classifier features)"
+
+    def plan(self, num: int) -> tuple[int, Tensor | None]:
+        """The images per generated set of an evaluation asking for ``num``, and their labels
+        (the training split's size and labels; ``num`` when there is no training split)."""
+        return (self.train.shape[0] if self.train is not None else num), self.labels
+
+    def labels_for(self, n: int) -> Tensor | None:
+        """The labels of a generated set of ``n`` images (None: unconditional)."""
+        return self.labels
+
+    def test_features(self) -> Tensor:
+        """The classifier's features of the test split, (M, F), computed once."""
+        if self._test_features is None:
+            self._test_features = _embed(self.classifier, self.test, "test")
+        return self._test_features
 
     def begin(self, num: int, draws: int, generator: torch.Generator) -> None:
         return None  # the test split is the same for every draw
 
     def score(self, samples: Tensor, state: Any, draw: int) -> dict[str, float]:
-        from flowmatch.metrics.digits import digits_quality
-
-        q = digits_quality(samples, self.test, labels=self.labels)
+        """FD, KID and accuracy of one draw of samples (n, C, H, W) against the test split."""
+        feats = _embed(self.classifier, samples, "images")
+        labels = self.labels_for(samples.shape[0])
+        q = _quality(self.classifier, feats, self.test_features(), labels)
         return {"fd": q["fd"], "kid": q["kid"], "accuracy": q.get("accuracy", math.nan)}
 
     def row(
@@ -131,8 +220,8 @@ class DigitsMetric:
     def floor(self, num: int, draws: int, seed: int) -> ImageEvalRow:
         """The train/test floor (deterministic: ``num``, ``draws`` and ``seed`` unused)."""
         if self.train is None:
-            raise ValueError("the digits floor needs the training split (train=...)")
-        return image_floor(self.train, self.test, self.labels)
+            raise ValueError(f"the {self.classifier} floor needs the training split (train=...)")
+        return image_floor(self.train, self.test, self.labels, classifier=self.classifier)
 
     def format_row(self, row: ImageEvalRow) -> str:
         """One progress line for a row."""
@@ -151,6 +240,87 @@ class DigitsMetric:
         return floor.fd_mean, 0.0
 
 
+class DigitsMetric(ClassifierMetric):
+    """FD, KID and class accuracy of 8x8 digits in the shipped digits classifier's features.
+
+    Args:
+        test: the held-out digits the samples are compared with, (M, 1, 8, 8).
+        labels: the class each generated image is asked for, (N,), or None (unconditional).
+        train: the training digits, scored against ``test`` for the floor; None: no floor.
+    """
+
+    label = "FD (digits classifier features)"
+
+    def __init__(
+        self, test: Tensor, labels: Tensor | None = None, train: Tensor | None = None
+    ) -> None:
+        super().__init__("digits", test, labels, train)
+
+
+class FashionMetric(ClassifierMetric):
+    """FD, KID and class accuracy of Fashion-MNIST images in the shipped classifier's features
+    (not Inception FID), on sets of bounded size.
+
+    A generated set has ``min(num, max_images)`` images with the classes in equal shares
+    (:func:`~flowmatch.sampling.labels_in_turn`; unconditional without ``train_labels``); the
+    floor is a fixed seeded subset of ``train`` with the same size and class counts, scored
+    against the whole test split.
+
+    Args:
+        test: the test split, (M, 1, 28, 28), float in [-1, 1] or uint8.
+        train: the training split (uint8 or float), for the floor; None: no floor.
+        train_labels: its labels (N,); None: unconditional sets, a plain seeded subset.
+        num_classes: the number of classes of the labels.
+        max_images: the most images per set.
+    """
+
+    label = "FD (Fashion-MNIST classifier features, not Inception FID)"
+
+    def __init__(
+        self,
+        test: Tensor,
+        train: Tensor | None = None,
+        train_labels: Tensor | None = None,
+        *,
+        num_classes: int = 10,
+        max_images: int = FASHION_MAX_IMAGES,
+    ) -> None:
+        super().__init__("fashion", test, None, train)
+        self.train_labels, self.num_classes, self.max_images = train_labels, num_classes, max_images
+
+    def plan(self, num: int) -> tuple[int, Tensor | None]:
+        """``min(num, max_images)`` images (at least 2), and their labels."""
+        n = max(2, min(num, self.max_images))
+        return n, self.labels_for(n)
+
+    def labels_for(self, n: int) -> Tensor | None:
+        """The classes in turn (:func:`~flowmatch.sampling.labels_in_turn`), or None."""
+        from flowmatch.sampling import labels_in_turn
+
+        return labels_in_turn(n, self.num_classes) if self.train_labels is not None else None
+
+    def floor(self, num: int, draws: int, seed: int) -> ImageEvalRow:
+        """A fixed subset of the training split (seeded :data:`FLOOR_SEED`, the size and class
+        counts of a generated set of ``num``) against the test split (``draws``, ``seed``
+        unused: one deterministic draw)."""
+        if self.train is None:
+            raise ValueError("the fashion floor needs the training split (train=...)")
+        n, labels = self.plan(num)
+        if labels is not None:
+            assert self.train_labels is not None
+            idx = balanced_subset(self.train_labels, labels)
+        else:
+            idx = torch.randperm(
+                self.train.shape[0], generator=torch.Generator().manual_seed(FLOOR_SEED)
+            )[:n]
+        q = _quality(
+            "fashion", _embed("fashion", self.train[idx], "train"), self.test_features(), labels
+        )
+        return ImageEvalRow(
+            "floor", 0, 0, None, q["fd"], 0.0, q["kid"], q["kid_std"], q.get("accuracy", math.nan)
+        )
+
+
 @torch.no_grad()
 def evaluate_images(
     model: nn.Module,
@@ -166,15 +336,16 @@ def evaluate_images(
     eta: float = 0.0,
     noise: float = 1.0,
     on_row: Callable[[ImageEvalRow], None] | None = None,
+    classifier: str = "digits",
 ) -> list[ImageEvalRow]:
-    """FD, KID and accuracy of the model's digits against the test split, per sampler.
+    """FD, KID and accuracy of the model's images against the test split, per sampler.
 
-    :func:`~flowmatch.evaluation.loop.evaluate_model` with a :class:`DigitsMetric` and
+    :func:`~flowmatch.evaluation.loop.evaluate_model` with a :class:`ClassifierMetric` and
     N(0, I) noise.
 
     Args:
         model: a trained image model (FlowModel or net), conditional when ``labels`` is given.
-        test: the held-out digits, (M, 1, 8, 8).
+        test: the held-out images, e.g. digits (M, 1, 8, 8).
         labels: the class of each generated image, (num,) (e.g. the training labels), or
             None for unconditional samples.
         num: images per generated set.
@@ -186,6 +357,7 @@ def evaluate_images(
         eta: DDIM's eta.
         noise: the SDE's noise scale.
         on_row: called with each row as soon as it is computed.
+        classifier: whose features score the images (``"digits"`` or ``"fashion"``).
 
     Returns:
         One row per (method, steps).
@@ -193,7 +365,7 @@ def evaluate_images(
     shape = tuple(test.shape[1:])
     return evaluate_model(
         model,
-        DigitsMetric(test, labels),
+        ClassifierMetric(classifier, test, labels),
         lambda n, g: torch.randn(n, *shape, generator=g),
         steps=steps,
         methods=methods,
@@ -206,31 +378,3 @@ def evaluate_images(
         guidance=guidance,
         on_row=on_row,
     )
-
-
-def format_image_row(row: ImageEvalRow) -> str:
-    """One progress line for a row."""
-    acc = "" if math.isnan(row.accuracy) else f"  acc {row.accuracy:.3f}"
-    return (
-        f"  {row.method:<8} steps {row.steps:>4}  NFE {row.nfe:>4}  "
-        f"FD {row.fd_mean:.3f} +- {row.fd_std:.3f}  KID {row.kid_mean:.4f}{acc}"
-    )
-
-
-def format_image_table(rows: Sequence[ImageEvalRow], floor: ImageEvalRow | None = None) -> str:
-    """A plain-text table of the rows, with FD as a ratio to the floor's."""
-    head = f"{'method':<10} {'steps':>5} {'NFE':>5} {'guid':>5} {'FD mean':>9} {'FD std':>8} "
-    head += f"{'xfloor':>7} {'KID mean':>9} {'KID std':>8} {'acc':>6}"
-    lines = [head, "-" * len(head)]
-    for r in ([floor] if floor is not None else []) + list(rows):
-        ratio = r.fd_mean / floor.fd_mean if floor is not None and floor.fd_mean > 0 else math.nan
-        name = "train/test" if r.method == "floor" else r.method
-        steps = "-" if r.method == "floor" else str(r.steps)
-        nfe = "-" if r.method == "floor" else str(r.nfe)
-        guid = "-" if r.guidance is None else f"{r.guidance:g}"
-        acc = "-" if math.isnan(r.accuracy) else f"{r.accuracy:.3f}"
-        lines.append(
-            f"{name:<10} {steps:>5} {nfe:>5} {guid:>5} {r.fd_mean:>9.3f} {r.fd_std:>8.3f} "
-            f"{ratio:>7.2f} {r.kid_mean:>9.4f} {r.kid_std:>8.4f} {acc:>6}"
-        )
-    return "\n".join(lines)

@@ -1,9 +1,10 @@
 """The evaluation and plots of a run: what the trainer writes at the end (and every
 ``eval_every`` steps) and what ``flowmatch eval`` writes, from the same code.
 
-Points (toy sets, tables, image sets other than digits) are scored by W2/MMD against the
-held-out data with the noise floor and the flow's straightness; digits by FD/KID/class
-accuracy in the shipped classifier's features with the train/test floor. The draws come
+Points (toy sets, tables, image sets other than digits and Fashion-MNIST) are scored by
+W2/MMD against the held-out data with the noise floor and the flow's straightness; digits and
+Fashion-MNIST by FD/KID/class accuracy in a shipped classifier's features (not Inception FID)
+with the train/test floor at the generated sets' size. The draws come
 from the run's named seed streams (:mod:`flowmatch.evaluation.seeds`), so the trainer's
 ``eval.txt`` and ``flowmatch eval`` with the same settings give the same numbers.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from flowmatch.discrete.model import DiscreteFlowModel
 from flowmatch.evaluation import seeds
-from flowmatch.evaluation.images import DigitsMetric
+from flowmatch.evaluation.images import ClassifierMetric, DigitsMetric, FashionMetric
 from flowmatch.evaluation.loop import evaluate_model
 from flowmatch.evaluation.points import PointMetric
 from flowmatch.evaluation.reports import append_csv, run_report
@@ -35,10 +36,13 @@ __all__ = [
 ]
 
 
-def metric_of(data: RunData) -> PointMetric | DigitsMetric:
+def metric_of(data: RunData) -> PointMetric | ClassifierMetric:
     """The metric a run's samples are scored with."""
     if data.name == "digits":
         return DigitsMetric(data.holdout, data.labels, data.train)
+    if data.name == "fashion":
+        k = data.num_classes
+        return FashionMetric(data.holdout, data.train, data.labels, num_classes=k or 10)
     if data.is_manifold:
         from flowmatch.evaluation.manifolds import ManifoldMetric
 
@@ -47,12 +51,14 @@ def metric_of(data: RunData) -> PointMetric | DigitsMetric:
 
 
 def _generated(
-    data: RunData, metric: PointMetric | DigitsMetric, num: int, guidance: float | None
+    data: RunData, metric: PointMetric | ClassifierMetric, num: int, guidance: float | None
 ) -> dict[str, Any]:
     """What an evaluation generates: points, as many as the held-out data allows (at most
-    ``num``); digits, one image per training digit with its label (at ``guidance``)."""
-    if isinstance(metric, DigitsMetric):
-        return {"num": data.train.shape[0], "cond": data.labels, "guidance": guidance}
+    ``num``); digits, one image per training digit with its label; Fashion-MNIST, ``num``
+    images (at most 10,000), the classes in equal shares (images at ``guidance``)."""
+    if isinstance(metric, ClassifierMetric):
+        n, cond = metric.plan(num)
+        return {"num": n, "cond": cond, "guidance": guidance}
     return {"num": data.max_eval_points(num)}
 
 
@@ -113,7 +119,9 @@ def final_report(
         seed: the run's ``train.seed``.
         steps, methods: the sampler grid.
         num: points per set (capped by the held-out data); digits always generate as many
-            images as the training split, with its labels.
+            images as the training split, with its labels; Fashion-MNIST ``num`` images (at
+            most 10,000, classes in equal shares), and its floor scores as many training
+            images.
         draws: independent draws per figure.
         eta, noise: of ddim and sde.
         guidance: classifier-free guidance scale of labelled runs.
@@ -132,9 +140,9 @@ def final_report(
             draws=draws, echo=echo,
         )  # fmt: skip
     metric = metric_of(data)
-    if isinstance(metric, DigitsMetric):
+    if isinstance(metric, ClassifierMetric):
         g = "none" if guidance is None else guidance
-        what: dict[str, Any] = {"title": f"digits: FD vs NFE (guidance {g})"}
+        what: dict[str, Any] = {"title": f"{data.name}: FD vs NFE (guidance {g})"}
     else:
         what = {
             "title": f"{data.name}: W2 vs NFE",
@@ -173,9 +181,10 @@ def periodic_report(
     guidance: float | None = None,
 ) -> list[Any]:
     """A quick evaluation during training, appended to ``eval.csv``: one draw of at most 1000
-    points per sampler (digits: the last sampler and step count, on the training labels)."""
+    points per sampler (digits and Fashion-MNIST: the last sampler and step count, on the
+    training labels for digits)."""
     metric = metric_of(data)
-    grid = (steps[-1:], methods[-1:]) if isinstance(metric, DigitsMetric) else (steps, methods)
+    grid = (steps[-1:], methods[-1:]) if isinstance(metric, ClassifierMetric) else (steps, methods)
     rows = evaluate_model(
         flow,
         metric,
