@@ -101,6 +101,7 @@ class TrainLoop:
             lr=optim.lr,
             betas=optim.betas,
             weight_decay=optim.weight_decay,
+            fused=dev.type == "cuda" or None,  # one kernel per step on a GPU; CPU as before
         )
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda(optim.warmup_steps, settings.steps)
