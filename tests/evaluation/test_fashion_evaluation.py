@@ -145,3 +145,32 @@ def test_digits_keep_their_metric_and_the_generic_one_gives_the_same_numbers():
     assert (score["fd"], score["kid"]) == (q["fd"], q["kid"]) and math.isnan(score["accuracy"])
     with pytest.raises(ValueError, match="classifier must be one of"):
         ClassifierMetric("inception", test)
+
+
+@pytest.mark.slow
+def test_a_fashion_run_and_flowmatch_eval_score_bounded_sets(data, tmp_path):
+    """The trainer's final evaluation and ``flowmatch eval`` of a run on the full data."""
+    from flowmatch.app.evaluate import evaluate_run
+    from flowmatch.train.config import load_config
+    from flowmatch.train.trainer import Trainer
+
+    tiny = ["model.name=unet", "model.channels=8", "model.multipliers=[1,2]", "model.groups=4"]
+    settings = ["eval.steps=[1]", "eval.methods=[euler]", "eval.draws=1", "sample.steps=1"]
+    cfg = load_config(
+        None,
+        [
+            "data.name=fashion", *tiny, *settings, "train.steps=2", "train.batch_size=8",
+            "train.eval_every=100000", "eval.num_samples=120", "sample.method=euler",
+        ],
+    )  # fmt: skip
+    out = tmp_path / "run"
+    Trainer(cfg, out, progress=False, echo=lambda _: None).run()
+    assert (out / "eval.txt").read_text().startswith("120 points per set, 1 draws per figure")
+    lines: list[str] = []
+    rows, floor = evaluate_run(
+        out, steps=[1], methods=["euler"], draws=2, num=100, echo=lines.append
+    )
+    assert "on fashion: 2 draws of 100 images per figure against the 10000 test images" in lines[0]
+    assert floor.method == "floor" and floor.accuracy > 0.85  # 100 training images
+    assert (out / "eval" / "eval.csv").read_text().splitlines()[-1].endswith(",100,2")
+    assert len(rows) == 1 and 0.0 <= rows[0].accuracy <= 1.0
