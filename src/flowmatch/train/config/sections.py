@@ -220,7 +220,7 @@ class RunConfig(_Section):
                 "model.name", "the transformer takes text data (data.text or data.corpus)"
             )
         if name in ("mlp", *image_nets) and self.data.is_image != (name in image_nets):
-            wanted = "unet or model.name=dit" if self.data.is_image else "mlp"
+            wanted = "unet or dit" if self.data.is_image else "mlp"
             what = "image data" if self.data.is_image else "points (toy sets, tables)"
             raise _FieldProblem("model.name", f"{what} need model.name={wanted}, got {name!r}")
         return self
