@@ -97,9 +97,9 @@ def test_without_the_optional_packages_training_works_and_plots_name_their_extra
         model = fm.train(net, torch.randn(256, 2), steps=5, batch_size=32, out=out,
                          progress=False, echo=lambda s: None)
         assert fm.sample(fm.load(out), torch.randn(8, 2), steps=2).shape == (8, 2)
-        from flowmatch.data.images import _read_image, load_digits
+        from flowmatch.data.images import load_digits, read_image
         for call in (lambda: __import__("flowmatch.viz"), load_digits,
-                     lambda: _read_image(None, "L", 8)):
+                     lambda: read_image(None, "L", 8)):
             try:
                 call()
             except ImportError as err:

@@ -75,11 +75,7 @@ def demo(
     ] = "checkerboard",
     steps: Annotated[
         int | None,
-        typer.Option(
-            min=1,
-            max=10**9,
-            help="Training steps [default: 20000; digits and names 3000; fashion 2000].",
-        ),
+        typer.Option(min=1, max=10**9, help="Training steps [default: 20000; see above]."),
     ] = None,
     oracle: Annotated[
         bool, typer.Option(help="Skip training: integrate the exact 8-Gaussian flow instead.")
@@ -87,13 +83,13 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """The main job: train the default model (checkerboard, MLP) and write samples and plots.
+    Training steps by default: 20000; digits and names 3000; fashion 2000.
 
     With --dataset digits: a class-conditional U-Net on scikit-learn's 8x8 digits, a 10x10
-    grid (a row per class, classifier-free guidance) and one sample's path from noise. With
-    --dataset fashion: the same on Fashion-MNIST (28x28 clothes), with the class accuracy of
-    its samples in a Fashion-MNIST classifier. With
-    --dataset names: discrete flow matching of US surnames, samples.txt and the ELBO. With
-    --dataset airports: a flow on the sphere (world airports), a world map and the NLL.
+    grid (a row per class, classifier-free guidance) and one sample's path from noise; fashion:
+    the same on Fashion-MNIST, with its samples' class accuracy. With --dataset names: discrete
+    flow matching of US surnames, samples.txt and the ELBO. With --dataset airports: a flow on
+    the sphere (world airports), a world map and the NLL.
     """
     from flowmatch.app.demo import run_demo
 
