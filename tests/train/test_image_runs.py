@@ -274,7 +274,7 @@ def test_digits_demo_cli_writes_grid_path_and_table(tmp_path, monkeypatch, capsy
     for name in ("samples.png", "path.png", "eval.txt"):
         assert (tmp_path / "d" / name).is_file()
     code, _, err = cli(["demo", "--dataset", "mnist"], capsys)
-    assert code == 2 and "--dataset: expected checkerboard, digits, names, airports" in err
+    assert code == 2 and "--dataset: expected checkerboard, digits, fashion, names, airports" in err
 
 
 def test_relative_image_paths_are_stored_absolute(tmp_path, monkeypatch, capsys):
