@@ -894,13 +894,13 @@ def test_variant_round_trip(tmp_path: Path, text: str) -> None:
         (
             ("model.name=5",),
             "model.name",
-            "expected one of mlp, unet, transformer or a registered model name",
+            "expected one of mlp, unet, dit, transformer or a registered model name",
         ),
         (("path=5",), "path", "expected a mapping (schedule: one of linear, cosine, polynomial"),
         (
             ("model=[1]",),
             "model",
-            "expected a mapping (name: one of mlp, unet, transformer or a registered",
+            "expected a mapping (name: one of mlp, unet, dit, transformer or a registered",
         ),
     ],
 )
@@ -1172,12 +1172,12 @@ def test_unregistered_model_name(tmp_path: Path) -> None:
         (
             ("data.name=digits",),
             "model.name",
-            "image data need model.name=unet, got 'mlp'",
+            "image data need model.name=unet or dit, got 'mlp'",
         ),
         (
             ("data.name=null", "data.images=imgs", "model.name=mlp"),
             "model.name",
-            "image data need model.name=unet, got 'mlp'",
+            "image data need model.name=unet or dit, got 'mlp'",
         ),
         (
             ("model.name=unet",),
