@@ -3,7 +3,7 @@
 ``path``, ``coupling``, ``time``, ``objective`` and ``model`` are discriminated unions: a tag key
 (``schedule``, ``name``, ``sampler``) picks the variant, and the other keys of the section are
 that variant's parameters. A missing tag (or section, or null) picks the default variant.
-The ``model`` section's variants live in `models` (any name other than mlp, unet and
+The ``model`` section's variants live in `models` (any name other than mlp, unet, dit and
 transformer is a network registered with `flowmatch.models.register`).
 """
 
