@@ -426,6 +426,7 @@ def test_full_yaml_round_trip(tmp_path: Path) -> None:
                 ("data", "manifold"),
                 ("data", "columns"),
                 ("data", "flip"),  # images only
+                ("data", "latent"),  # an autoencoder run
                 ("model", "name"),
             }:
                 assert value != base[key], f"{section}.{key} kept its default"
@@ -883,7 +884,7 @@ def test_variant_round_trip(tmp_path: Path, text: str) -> None:
         (
             ("objective.name=meanflo",),
             "objective.name",
-            "expected one of flow_matching, meanflow, discrete, got 'meanflo'",
+            "expected one of flow_matching, meanflow, discrete, autoencoder, got 'meanflo'",
         ),
         (("path.schedule=3",), "path.schedule", "expected one of linear, cosine, polynomial, "),
         (

@@ -12,6 +12,7 @@ from flowmatch.atomic import atomic_path
 from flowmatch.errors import ModelFileError
 from flowmatch.evaluation.reports import append_csv
 from flowmatch.models.files import load
+from flowmatch.models.latent import LatentCodec
 from flowmatch.runlock import RunLock
 from flowmatch.train.checkpoint import latest_step
 from flowmatch.train.config import load_config
@@ -147,7 +148,13 @@ def _evaluate(
             f"evaluating {run_dir} on {data.name}: {draws} draws of "
             f"{data.max_eval_points(num)} points per figure"
         )
-    rows, floor = final_report(
+    report: Any = final_report
+    if isinstance(getattr(model, "transform", None), LatentCodec):  # decoded, scored as images
+        from flowmatch.train.latent import evaluation_data, latent_final_report, latent_points
+
+        data, report = evaluation_data(data, model.transform), latent_final_report
+        num = latent_points(data, num, guidance)
+    rows, floor = report(
         model,
         data,
         out,
@@ -161,4 +168,4 @@ def _evaluate(
         guidance=guidance,
         echo=echo,
     )
-    return rows, floor, eval_points(data, num)
+    return rows, floor, num if report is not final_report else eval_points(data, num)

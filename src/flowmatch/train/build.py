@@ -26,9 +26,11 @@ from flowmatch.flow import FlowModel
 from flowmatch.loss import FlowMatchingLoss
 from flowmatch.manifolds.model import ManifoldFlowModel
 from flowmatch.meanflow import MeanFlowLoss
+from flowmatch.models.autoencoder import AutoEncoder
 from flowmatch.paths import AffinePath
 from flowmatch.schedules import SCHEDULES
 from flowmatch.time import TIME_SAMPLERS, Discrete, TimeSampler
+from flowmatch.train.autoencoder import autoencoder_objective
 from flowmatch.train.build_kinds import (
     build_mixture_path,
     check_discrete_sampling,
@@ -127,6 +129,8 @@ def build_loss(cfg: RunConfig, data: RunData) -> Any:
         return mixed_loss(cfg, data)
     if data.is_manifold:
         return manifold_loss(cfg, data, build_time_sampler(cfg))
+    if cfg.objective.name == "autoencoder":
+        return make("objective", lambda: autoencoder_objective(cfg))
     if cfg.objective.name == "discrete":
         obj, path = cfg.objective, build_mixture_path(cfg, data)
         return make(
@@ -162,6 +166,9 @@ def build_flow(cfg: RunConfig, data: RunData, loss: Any, net: nn.Module) -> Any:
         info["class_names"] = data.class_names
     if data.columns is not None:
         info["columns"] = data.columns
+    if isinstance(net, AutoEncoder):  # an autoencoder run: the model is the net
+        net.info = {k: v for k, v in info.items() if k != "coupling"}
+        return net
     if data.is_mixed:
         table = data.mixed
         return make(
@@ -220,8 +227,8 @@ def check_sampling(cfg: RunConfig, flow: FlowModel) -> None:
     if isinstance(flow, ManifoldFlowModel):
         check_manifold_sampling(cfg, flow)
         return
-    if isinstance(flow, MixedFlowModel):
-        return  # one sampler (Euler steps and category jumps): nothing to choose
+    if isinstance(flow, (MixedFlowModel, AutoEncoder)):
+        return  # one sampler (Euler steps and category jumps), or no sampler at all
     keys = {
         "sample": {"method": "sample.method", "steps": "sample.steps", "eta": "sample.eta"},
         "eval": {"method": "eval.methods", "steps": "eval.steps", "eta": "sample.eta"},

@@ -28,6 +28,7 @@ from flowmatch.models.registry import architecture
 from flowmatch.rectify import Pairs
 from flowmatch.runlock import LOCK_NAME, RunLock
 from flowmatch.train import build, distributed
+from flowmatch.train.autoencoder import finish_hook, periodic_hook, prepare_run
 from flowmatch.train.batches import Batches, PairBatches, TensorBatches
 from flowmatch.train.config import RunConfig, dump_config, with_absolute_paths
 from flowmatch.train.data import RunData, load_run_data
@@ -145,6 +146,8 @@ class Trainer:
         check_run_dir(self.out, resume=resume, overwrite=overwrite)
         # Everything that can fail on bad input happens before the run directory is touched.
         self.data = load_run_data(cfg.data, seed=cfg.train.seed, base_dir=base_dir)
+        cfg, self.data = prepare_run(cfg, self.data, base_dir=base_dir, progress=progress)
+        self.cfg = cfg  # an autoencoder's image shape; a latent run's data are latents
         self.batches = self._batches(cfg)
         try:
             self.dist = distributed.setup(cfg.train.device)
@@ -288,6 +291,8 @@ class Trainer:
         return self.loop.step if hasattr(self, "loop") else 0
 
     def _periodic(self, step: int) -> None:
+        if periodic_hook(self, step):  # an autoencoder run, or a latent run's decoded samples
+            return
         ev, s = self.cfg.eval, self.cfg.sample
         ema: Any = self.loop.ema.module  # a copy of self.flow, whose kind follows the data
         if self.data.is_mixed:
@@ -319,6 +324,9 @@ class Trainer:
         ema: Any = self.loop.ema.module  # a copy of self.flow, whose kind follows the data
         # a run resumed after it finished evaluates again: its final rows are replaced
         trim_eval_csv(self.out / "eval.csv", self.loop.step - 1)
+        special = finish_hook(self)  # an autoencoder run, or a latent run's decoded samples
+        if special is not None:
+            return special
         self.echo(f"evaluating ({ev.draws} draws per figure)...")
         common: dict[str, Any] = {
             "seed": cfg.train.seed,

@@ -315,9 +315,9 @@ def dump_config(cfg: RunConfig, path: str | Path) -> None:
 
 def with_absolute_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
     """The config with its file paths (data.path, data.images, data.labels, data.pairs,
-    model.init) made absolute against ``base_dir``, so a run's ``config.yaml`` still finds
-    them from any working directory (eval, reflow, resume); ``cfg`` itself when none is
-    relative."""
+    data.latent, model.init) made absolute against ``base_dir``, so a run's ``config.yaml``
+    still finds them from any working directory (eval, reflow, resume); ``cfg`` itself when
+    none is relative."""
     raw = config_to_dict(cfg)
     changed = False
     for section, key in (
@@ -325,6 +325,7 @@ def with_absolute_paths(cfg: RunConfig, base_dir: str | Path) -> RunConfig:
         ("data", "images"),
         ("data", "labels"),
         ("data", "pairs"),
+        ("data", "latent"),
         ("model", "init"),
     ):
         value = raw[section].get(key)
