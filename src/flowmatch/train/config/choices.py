@@ -310,10 +310,25 @@ class DiscreteObjectiveConfig(_ObjectiveVariant):
     cond_dropout: UnitFloat = 0.1
 
 
+class AutoEncoderObjectiveConfig(_ObjectiveVariant):
+    """``objective: {name: autoencoder}``: train ``model: {name: autoencoder}`` on images
+    (the VAE loss of `flowmatch.models.autoencoder`), for latent runs (``data.latent``).
+
+    Attributes:
+        kl_weight: the weight beta of the KL term, >= 0 (0: a plain autoencoder).
+        reconstruction: mse | l1, the reconstruction error.
+    """
+
+    name: Literal["autoencoder"] = "autoencoder"
+    kl_weight: Annotated[_Float, Field(ge=0, le=MAX_SCALE)] = 1e-4
+    reconstruction: Literal["mse", "l1"] = "mse"
+
+
 _ObjectiveUnion = (
     Annotated[FlowMatchingObjectiveConfig, Tag("flow_matching")]
     | Annotated[MeanFlowObjectiveConfig, Tag("meanflow")]
     | Annotated[DiscreteObjectiveConfig, Tag("discrete")]
+    | Annotated[AutoEncoderObjectiveConfig, Tag("autoencoder")]
 )
 OBJECTIVE = Choice("objective", "name", _ObjectiveUnion)
 ObjectiveConfig = Annotated[_ObjectiveUnion, OBJECTIVE.discriminator, OBJECTIVE.before]
