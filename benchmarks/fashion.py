@@ -551,7 +551,8 @@ def row_notes(cache: dict[str, Any]) -> list[str]:
     for name in ROW_NAMES:
         row = rows.get(name)
         if row is None:
-            notes.append(f"- `{name}`: not run.")
+            why = cache.get("not_run", {}).get(name)  # a reason recorded by hand in the cache
+            notes.append(f"- `{name}`: not run" + (f" ({why})." if why else "."))
             continue
         text = (
             f"- `{name}`: {row['steps']:,} steps, {row['params']:,} parameters, "
@@ -560,7 +561,9 @@ def row_notes(cache: dict[str, Any]) -> list[str]:
         if name == "reflow":
             text += (
                 f" in all (fm_unet's run, then {row['pairs']:,} dopri5 pairs, the 2-rectified "
-                f"flow and its distillation: {row['own_s']:.0f} s of its own)"
+                f"flow and its distillation: {row['own_s']:.0f} s of its own; the pairs are "
+                f"drawn with guidance {GUIDANCE:g}, the run's sample.guidance, so the rectified "
+                "models learn the guided flow and are not on the unguided rows' footing)"
             )
         if name == "latent":
             text += (

@@ -33,6 +33,7 @@ def cell(nfe, fd, *, accuracy=0.8, guidance=None):
 def fake_cache():
     nfes = [1, 2, 8]
     return {
+        "not_run": {"dit": "out of time"},
         "budget": {"steps": 10, "batch": 8, "num": 500, "seed": 0, "pairs": 16, "nfes": nfes},
         "floor": {"fd": 3.25, "kid": -0.5, "accuracy": 0.93},
         "rows": {
@@ -79,7 +80,7 @@ def test_report_from_the_cache(bench, tmp_path, capsys):
     assert "floor (500 training images vs the test split): FD 3.25, KID -0.500" in section
     assert "| FD | 10.0 | 11.0 | 12.0 |" in section  # guidance sweep
     assert "10 steps at batch 8" in section and "shared with other jobs" in section
-    assert "- `dit`: not run." in section and "- `latent`: not run." in section
+    assert "- `dit`: not run (out of time)." in section and "- `latent`: not run." in section
     assert "16 dopri5 pairs" in section and "28 s of its own" in section
     assert "![" not in section  # no grid file
     # rendering again replaces the section instead of adding one
