@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from flowmatch.couplings import Coupling, Independent
 from flowmatch.errors import DataError
@@ -119,11 +119,14 @@ class _StepBatches(Dataset):
     def __len__(self) -> int:  # the DataLoader asks; the stream is as long as training
         return 2**62
 
-    def __getitem__(self, k: int) -> tuple[Tensor, Tensor, Tensor] | str:
+    def __getitem__(self, k: int) -> tuple[Any, ...] | str:
         try:
-            return self._make(k)
+            batch = self._make(k)
         except DataError as err:  # a file that cannot be read: one line, raised by next()
             return str(err)
+        if get_worker_info() is not None:  # numpy crosses the pipe in one copy; a tensor
+            return tuple(t.numpy() for t in batch)  # would need a shared-memory segment each
+        return batch
 
     def _make(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
         s = self.s
@@ -140,6 +143,11 @@ class _StepBatches(Dataset):
             if paired is not None:
                 cond = paired
         return x0, x1, cond
+
+
+def _as_is(batch: Any) -> Any:
+    """The loader's collate function: the batch as the worker made it (no conversion)."""
+    return batch
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -216,6 +224,7 @@ class StreamBatches(Batches):
             num_workers=self.workers,
             prefetch_factor=self.prefetch,
             worker_init_fn=_worker_init,
+            collate_fn=_as_is,
             pin_memory=self.device.type == "cuda",
         )
         return iter(loader)
@@ -229,7 +238,7 @@ class StreamBatches(Batches):
         if isinstance(item, str):
             self.close()
             raise DataError(item)
-        x0, x1, cond = item
+        x0, x1, cond = (torch.from_numpy(t) if isinstance(t, np.ndarray) else t for t in item)
         self.step += 1
         dev, blocking = self.device, self.device.type != "cuda"
         return (
