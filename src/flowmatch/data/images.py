@@ -19,11 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -242,37 +245,34 @@ def check_image(path: Path) -> None:
     Raises:
         DataError: naming the file; one line.
     """
-    from flowmatch._extras import require
-
-    require("PIL", "images", "image folders")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
+    with _pillow(path) as Image:
         with Image.open(path) as image:
             image.verify()
-    except UnidentifiedImageError as exc:
-        raise DataError(
-            f"{path}: not an image Pillow can identify (corrupt or wrong format)"
-        ) from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise DataError(f"{path}: cannot read image: {_one_line(exc)}") from exc
 
 
 def read_image(path: Path, mode: str, size: int) -> np.ndarray:
     """One image file as uint8 pixels (size, size) for mode "L", (size, size, 3) for "RGB"."""
-    from flowmatch._extras import require
-
-    require("PIL", "images", "image folders")
-    from PIL import Image, UnidentifiedImageError
-
-    try:
+    with _pillow(path) as Image:
         with Image.open(path) as opened:
-            image: Image.Image = opened
+            image = opened
             if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):  # 16-bit gray PNG
                 wide = np.asarray(image).astype(np.int64)
                 image = Image.fromarray(np.clip((wide + 128) // 257, 0, 255).astype(np.uint8))
             image = image.convert(mode).resize((size, size), Image.Resampling.BICUBIC)
             return np.asarray(image, dtype=np.uint8)
+
+
+@contextlib.contextmanager
+def _pillow(path: Path) -> Iterator[Any]:
+    """Pillow's ``Image`` module (or the one-line error naming the ``images`` extra), with
+    Pillow's errors on ``path`` turned into a one-line :class:`DataError` naming it."""
+    from flowmatch._extras import require
+
+    require("PIL", "images", "image folders")
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        yield Image
     except UnidentifiedImageError as exc:
         raise DataError(
             f"{path}: not an image Pillow can identify (corrupt or wrong format)"
