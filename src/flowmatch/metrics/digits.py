@@ -27,6 +27,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from flowmatch.metrics.features import (
+    FeatureClassifier,
     apply_batched,
     check_images,
     classifier_quality,
@@ -52,7 +53,7 @@ CLASSIFIER_FILE = "digits_classifier.safetensors"
 """Name of the shipped weights file, package data of ``flowmatch.metrics``."""
 
 
-class DigitsClassifier(nn.Module):
+class DigitsClassifier(FeatureClassifier):
     """A small CNN for 8 x 8 gray digits (57.5k parameters).
 
     conv3x3(1->16) - SiLU - conv3x3(16->32) - SiLU - maxpool2 (4 x 4) - conv3x3(32->64) - SiLU -
@@ -80,21 +81,6 @@ class DigitsClassifier(nn.Module):
             nn.SiLU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
-
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate activations.
-
-        Args:
-            x: images, shape (B, 1, 8, 8), values in [-1, 1].
-
-        Returns:
-            Features, shape (B, F).
-        """
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Class logits, shape (B, 10), of images x of shape (B, 1, 8, 8) in [-1, 1]."""
-        return self.head(self.body(x))
 
 
 def _weights_file() -> Any:

@@ -32,6 +32,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from flowmatch.metrics.features import (
+    FeatureClassifier,
     apply_batched,
     check_images,
     classifier_quality,
@@ -54,7 +55,7 @@ SHAPE = (1, 28, 28)
 """The shape of one image."""
 
 
-class FashionClassifier(nn.Module):
+class FashionClassifier(FeatureClassifier):
     """A small CNN for 28 x 28 gray Fashion-MNIST images (98k parameters).
 
     conv3x3(1->16) - SiLU - maxpool2 (14 x 14) - conv3x3(16->32) - SiLU - maxpool2 (7 x 7) -
@@ -84,21 +85,6 @@ class FashionClassifier(nn.Module):
             nn.SiLU(),
         )
         self.head = nn.Linear(feature_dim, num_classes)
-
-    def features(self, x: Tensor) -> Tensor:
-        """Penultimate activations.
-
-        Args:
-            x: images, shape (B, 1, 28, 28), values in [-1, 1].
-
-        Returns:
-            Features, shape (B, F).
-        """
-        return self.body(x)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Class logits, shape (B, 10), of images x of shape (B, 1, 28, 28) in [-1, 1]."""
-        return self.head(self.body(x))
 
 
 def _weights_file() -> Any:

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from flowmatch.metrics.kernel import check_sample_pair
 
 __all__ = [
+    "FeatureClassifier",
     "apply_batched",
     "check_images",
     "classifier_quality",
@@ -33,6 +34,24 @@ BATCH = 1024
 """Images per forward pass of a classifier."""
 
 M = TypeVar("M", bound=nn.Module)
+
+
+class FeatureClassifier(nn.Module):
+    """A classifier whose penultimate activations are the features a metric compares:
+    ``body`` maps images to features (B, F), ``head`` features to class logits (B, K).
+    Subclasses build the two (their state-dict keys ``body.*`` and ``head.*`` are those of
+    the shipped weights)."""
+
+    body: nn.Module
+    head: nn.Module
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate activations (B, F) of images x (B, 1, H, W) in [-1, 1]."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Class logits (B, K) of images x (B, 1, H, W) in [-1, 1]."""
+        return self.head(self.body(x))
 
 
 def read_classifier(
