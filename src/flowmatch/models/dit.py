@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from flowmatch.models.embeddings import (
     SinusoidalTimeEmbedding,
     add_class_embedding,
+    check_image_input,
     time_features,
 )
 from flowmatch.models.embeddings import time_frequency as _frequency
@@ -224,13 +225,7 @@ class DiT(nn.Module):
         Returns:
             The prediction, shape (B, C, S, S).
         """
-        expected = (self.channels, self.size, self.size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"x must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
-            )
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        check_image_input(x, t, (self.channels, self.size, self.size))
         features = time_features(self.time_embed, t, t_end, two_times=self.two_times, owner="DiT")
         c = self.time_mlp(features.to(x.dtype))
         c = F.silu(add_class_embedding(c, cond, self.class_embed, self.num_classes, "DiT"))

@@ -12,6 +12,7 @@ __all__ = [
     "TWO_TIMES_TIME_FREQUENCY",
     "SinusoidalTimeEmbedding",
     "add_class_embedding",
+    "check_image_input",
     "time_features",
     "time_frequency",
 ]
@@ -127,3 +128,17 @@ def add_class_embedding(
             f"null class), got values in [{int(cond.min())}, {int(cond.max())}]"
         )
     return c + embed(cond.long())
+
+
+def check_image_input(x: Tensor, t: Tensor, expected: tuple[int, int, int]) -> None:
+    """Check an image network's inputs: x of shape (B, C, H, W) = (B, *expected), t (B,).
+
+    Raises:
+        ValueError: either shape is wrong; one line naming the shapes.
+    """
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"x must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
+        )
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from flowmatch.models.embeddings import (
     SinusoidalTimeEmbedding,
     add_class_embedding,
+    check_image_input,
     time_features,
 )
 from flowmatch.models.embeddings import time_frequency as _frequency
@@ -279,13 +280,7 @@ class UNet(nn.Module):
         Returns:
             The prediction, shape (B, C, S, S).
         """
-        expected = (self.channels, self.size, self.size)
-        if x.ndim != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(
-                f"x must have shape (B, {', '.join(map(str, expected))}), got {tuple(x.shape)}"
-            )
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        check_image_input(x, t, (self.channels, self.size, self.size))
         emb = F.silu(self._embedding(x, t, cond, t_end))
 
         h = self.conv_in(x)
