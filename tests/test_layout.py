@@ -78,3 +78,14 @@ def test_import_flowmatch_loads_neither_plots_nor_training_nor_the_cli():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_test_files_have_unique_names():
+    """The tests are not packages, so pytest imports each file by its base name: two files
+    with one name in different folders stop the whole run at collection."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        if not (path.parent / "__init__.py").exists():
+            seen.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
