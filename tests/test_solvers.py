@@ -182,3 +182,47 @@ def test_dopri5_on_a_nan_velocity_is_a_numerical_error() -> None:
 
     with pytest.raises(NumericalError, match="the velocity is not finite"):
         _dopri5(nan, torch.ones(4, 2), torch.tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("shift", [0.25, 3.0])
+def test_shifted_grid_is_the_sd3_map_of_the_uniform_grid(shift):
+    grid = fm.time_grid(8, shift=shift, dtype=torch.float64)
+    uniform = fm.time_grid(8, dtype=torch.float64)
+    n = 1.0 - uniform  # the noise level; SD3 maps it to shift n / (1 + (shift - 1) n)
+    torch.testing.assert_close(
+        grid, 1.0 - shift * n / (1.0 + (shift - 1.0) * n), rtol=0, atol=1e-15
+    )
+    assert grid[0].item() == 0.0 and grid[-1].item() == 1.0
+    assert bool((grid.diff() > 0).all())
+    # shift > 1 makes the first steps (near the noise) the short ones, shift < 1 the last ones
+    steps = grid.diff()
+    assert (steps[0] < steps[-1]) == (shift > 1)
+    # the map multiplies the odds n / (1 - n) by shift, so shifts compose by multiplying
+    torch.testing.assert_close(fm.time.shift_times(grid, 1 / shift), uniform, rtol=0, atol=1e-12)
+    backward = fm.time_grid(8, t0=1.0, t1=0.0, shift=shift, dtype=torch.float64)
+    torch.testing.assert_close(backward, grid.flip(0), rtol=0, atol=1e-15)
+    torch.testing.assert_close(fm.time_grid(8, shift=1.0), fm.time_grid(8), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_a_shifted_grid_keeps_the_order_of_the_method(gaussian_flow, method):
+    # The shifted grid is a smooth map of the uniform one, so halving its steps divides the
+    # error by ~2^order as on the uniform grid (0.8 of it for the pre-asymptotic regime).
+    flow = _flow(gaussian_flow, fm.schedules.Linear())
+    z = _z()
+    errors = []
+    for steps in (16, 32, 64):  # rk4 is pre-asymptotic at 8 steps on this grid (ratio 9)
+        grid = fm.time_grid(steps, shift=3.0, dtype=torch.float64)
+        res = fm.solve_ode(flow.velocity, flow.state(z, 0.0), method=method, times=grid)
+        assert res.nfe == FIXED[method] * steps
+        errors.append((res.x - flow.state(z, 1.0)).abs().max().item())
+    for coarse, fine in itertools.pairwise(errors):
+        assert coarse / fine >= 0.8 * 2 ** FIXED[method], errors
+
+
+def test_shifted_grid_rejects_bad_shifts_and_times():
+    for shift in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="shift must be a finite number > 0"):
+            fm.time_grid(4, shift=shift)
+    with pytest.raises(ValueError, match=r"t0 and t1 in \[0, 1\]"):
+        fm.time_grid(4, t0=0.0, t1=2.0, shift=3.0)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from flowmatch.samplers import SAMPLERS, Sampler, get_sampler, register_sampler, run_sampler
+from flowmatch.time import shift_times
 
 __all__ = [
     "METHODS",
@@ -131,22 +132,37 @@ def time_grid(
     t1: float = 1.0,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
+    shift: float = 1.0,
 ) -> Tensor:
-    """The uniform grid of ``steps`` steps from t0 to t1 used by every sampler.
+    """The uniform grid of ``steps`` steps from t0 to t1 used by every sampler, or that grid
+    with the time shift of Stable Diffusion 3.
+
+    ``shift`` > 1 packs the steps towards the noise (t=0), where a latent or high-resolution
+    flow does most of its work, as SD3 and Flux sample; pass the grid as ``times`` to
+    :func:`~flowmatch.sample`: ``fm.sample(model, x0, times=fm.time_grid(8, shift=3.0))``.
+    The shift is :func:`flowmatch.time.shift_times`, the map of the
+    :class:`~flowmatch.time.Shifted` training times.
 
     Args:
         steps: number of steps N >= 1.
-        t0: start time.
-        t1: end time (t1 < t0 integrates backwards).
+        t0: start time, in [0, 1] when shifted.
+        t1: end time (t1 < t0 integrates backwards), in [0, 1] when shifted.
+        shift: the factor, > 0; 1: the uniform grid.
 
     Returns:
-        Times of shape (N+1,), with grid[0] = t0 and grid[-1] = t1 exactly.
+        Times of shape (N+1,), with grid[0] = t0 and grid[-1] = t1 exactly (float64 before the
+        cast to ``dtype``).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
     grid = torch.linspace(t0, t1, steps + 1, device=device, dtype=torch.float64)
+    if shift != 1.0:
+        if not (0.0 <= min(t0, t1) and max(t0, t1) <= 1.0):
+            raise ValueError(f"a shifted grid needs t0 and t1 in [0, 1], got {t0} and {t1}")
+        grid = shift_times(grid, shift)
+        grid[0], grid[-1] = t0, t1  # exact ends whatever the rounding
     return grid.to(dtype)
 
 

@@ -12,7 +12,15 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-__all__ = ["Constant", "Discrete", "LogitNormal", "Shifted", "TimeSampler", "Uniform"]
+__all__ = [
+    "Constant",
+    "Discrete",
+    "LogitNormal",
+    "Shifted",
+    "TimeSampler",
+    "Uniform",
+    "shift_times",
+]
 
 
 class TimeSampler(ABC):
@@ -98,6 +106,26 @@ class LogitNormal(TimeSampler):
         return torch.sigmoid(self.mean + self.std * z)
 
 
+def shift_times(t: Tensor, shift: float) -> Tensor:
+    """Times t in [0, 1] moved by the shift of Stable Diffusion 3 (Esser et al. 2024, 5.3.2).
+
+    With the noise level n = 1 - t, n -> shift * n / (1 + (shift - 1) n): shift > 1 moves
+    times towards the noise (t=0), shift < 1 towards the data, shift = 1 changes nothing.
+    t = 0 and t = 1 stay where they are and the order of the times is kept.
+
+    Args:
+        t: times of any shape, in [0, 1].
+        shift: the factor, a finite number > 0.
+
+    Returns:
+        The shifted times, the shape and dtype of ``t``.
+    """
+    if not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift must be a finite number > 0, got {shift!r}")
+    noise = 1.0 - t
+    return 1.0 - shift * noise / (1.0 + (shift - 1.0) * noise)
+
+
 class Shifted(TimeSampler):
     """The resolution-dependent time shift of Stable Diffusion 3 applied to a base sampler.
 
@@ -123,8 +151,9 @@ class Shifted(TimeSampler):
         dtype: torch.dtype,
         generator: torch.Generator | None,
     ) -> Tensor:
-        noise = 1.0 - self.base(batch_size, device=device, dtype=dtype, generator=generator)
-        return 1.0 - self.shift * noise / (1.0 + (self.shift - 1.0) * noise)
+        return shift_times(
+            self.base(batch_size, device=device, dtype=dtype, generator=generator), self.shift
+        )
 
 
 class Constant(TimeSampler):
