@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import gc
 import statistics
 import sys
@@ -59,7 +58,7 @@ from flowmatch.data.toy2d import sample_toy
 from flowmatch.train.pipeline import StreamBatches
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_overhead import machine_facts, write_section
+from train_overhead import machine_facts, section_intro, write_section
 
 SECTION_HEADER = "## Couplings in loader workers (CPU)"
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
@@ -213,16 +212,10 @@ def format_table(rows: Sequence[tuple[str, int, dict[str, float]]]) -> str:
 def render_section(
     table: str, *, command: str, facts: dict[str, str], repeats: int, steps: int
 ) -> str:
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    setting = "1 training thread + 1 loader worker"
     return "\n".join(
         [
-            SECTION_HEADER,
-            "",
-            f"Measured {when} on {facts['cpu']} ({facts['cores']}; {facts['load']} before the "
-            f"run); torch {torch.__version__}; 1 training thread + 1 loader worker.",
-            "",
-            f"Reproduce: `{command}`",
-            "",
+            *section_intro(SECTION_HEADER, command, setting, facts),
             "ms per training step, median of "
             f"{repeats} blocks of {steps} steps per variant (rotating order). bare: the net's "
             "forward + backward + AdamW on pre-made tensors. in-process OT: exact minibatch OT "

@@ -531,6 +531,21 @@ def replace_section(text: str, section: str, header: str = SECTION_HEADER) -> st
     return "".join(lines[:start]) + section + ("\n" + after if after else "")
 
 
+def section_intro(header: str, command: str, setting: str, facts: dict[str, str]) -> list[str]:
+    """The first lines of a RESULTS.md section: its header, when and on what machine it was
+    measured (with ``setting``, e.g. the threads), and the command that reproduces it."""
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return [
+        header,
+        "",
+        f"Measured {when} on {facts['cpu']} ({facts['cores']}; {facts['load']} before the "
+        f"run); torch {torch.__version__}; {setting}.",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+    ]
+
+
 def write_section(path: str | os.PathLike[str], section: str, header: str = SECTION_HEADER) -> None:
     """Write ``section`` (starting at the line ``header``) into the Markdown file at ``path``
     atomically (temp file + replace); the other benchmarks write their sections with it too."""
