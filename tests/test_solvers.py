@@ -220,6 +220,16 @@ def test_a_shifted_grid_keeps_the_order_of_the_method(gaussian_flow, method):
         assert coarse / fine >= 0.8 * 2 ** FIXED[method], errors
 
 
+@pytest.mark.parametrize(("t0", "t1"), [(0.2, 0.9), (0.9, 0.2), (0.0, 0.5)])
+def test_a_shifted_grid_over_part_of_the_interval_keeps_its_ends_and_order(t0, t1):
+    grid = fm.time_grid(6, t0=t0, t1=t1, shift=3.0, dtype=torch.float64)
+    assert grid[0].item() == t0 and grid[-1].item() == t1
+    assert bool((grid.diff() * (t1 - t0) > 0).all())  # strictly monotone towards t1
+    # undoing the shift gives a uniform grid between the preimages of t0 and t1
+    unshifted = fm.time.shift_times(grid, 1 / 3.0)
+    torch.testing.assert_close(unshifted.diff(), unshifted.diff()[:1].expand(6), rtol=0, atol=1e-12)
+
+
 def test_shifted_grid_rejects_bad_shifts_and_times():
     for shift in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="shift must be a finite number > 0"):

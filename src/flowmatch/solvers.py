@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from flowmatch.samplers import SAMPLERS, Sampler, get_sampler, register_sampler, run_sampler
-from flowmatch.time import shift_times
+from flowmatch.time import check_shift, shift_times
 
 __all__ = [
     "METHODS",
@@ -141,7 +141,8 @@ def time_grid(
     flow does most of its work, as SD3 and Flux sample; pass the grid as ``times`` to
     :func:`~flowmatch.sample`: ``fm.sample(model, x0, times=fm.time_grid(8, shift=3.0))``.
     The shift is :func:`flowmatch.time.shift_times`, the map of the
-    :class:`~flowmatch.time.Shifted` training times.
+    :class:`~flowmatch.time.Shifted` training times; a grid over part of [0, 1] is uniform
+    in the unshifted times between the preimages of t0 and t1, then shifted.
 
     Args:
         steps: number of steps N >= 1.
@@ -157,13 +158,19 @@ def time_grid(
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     if t0 == t1:
         raise ValueError(f"t0 and t1 must differ, got t0 = t1 = {t0}")
-    grid = torch.linspace(t0, t1, steps + 1, device=device, dtype=torch.float64)
-    if shift != 1.0:
-        if not (0.0 <= min(t0, t1) and max(t0, t1) <= 1.0):
-            raise ValueError(f"a shifted grid needs t0 and t1 in [0, 1], got {t0} and {t1}")
-        grid = shift_times(grid, shift)
-        grid[0], grid[-1] = t0, t1  # exact ends whatever the rounding
-    return grid.to(dtype)
+    check_shift(shift)
+    if shift == 1.0:
+        return torch.linspace(t0, t1, steps + 1, device=device, dtype=torch.float64).to(dtype)
+    if not (0.0 <= min(t0, t1) and max(t0, t1) <= 1.0):
+        raise ValueError(f"a shifted grid needs t0 and t1 in [0, 1], got {t0} and {t1}")
+    # uniform in the unshifted times between the ends' preimages (shifts compose by
+    # multiplying, so 1 / shift inverts), then shifted: the ends land back on t0 and t1
+    ends = shift_times(torch.tensor([t0, t1], dtype=torch.float64), 1.0 / shift)
+    grid = shift_times(
+        torch.linspace(float(ends[0]), float(ends[1]), steps + 1, dtype=torch.float64), shift
+    )
+    grid[0], grid[-1] = t0, t1  # exact ends whatever the rounding
+    return grid.to(device=device, dtype=dtype)
 
 
 def nfe_of(method: str, steps: int) -> int:

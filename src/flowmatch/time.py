@@ -106,6 +106,12 @@ class LogitNormal(TimeSampler):
         return torch.sigmoid(self.mean + self.std * z)
 
 
+def check_shift(shift: float) -> None:
+    """Raise ValueError unless ``shift`` is a finite number > 0 (a time shift's factor)."""
+    if not (math.isfinite(shift) and shift > 0):
+        raise ValueError(f"shift must be a finite number > 0, got {shift!r}")
+
+
 def shift_times(t: Tensor, shift: float) -> Tensor:
     """Times t in [0, 1] moved by the shift of Stable Diffusion 3 (Esser et al. 2024, 5.3.2).
 
@@ -120,8 +126,7 @@ def shift_times(t: Tensor, shift: float) -> Tensor:
     Returns:
         The shifted times, the shape and dtype of ``t``.
     """
-    if not (math.isfinite(shift) and shift > 0):
-        raise ValueError(f"shift must be a finite number > 0, got {shift!r}")
+    check_shift(shift)
     noise = 1.0 - t
     return 1.0 - shift * noise / (1.0 + (shift - 1.0) * noise)
 
