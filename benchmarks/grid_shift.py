@@ -97,10 +97,10 @@ def measure(
     for nfe in nfes:
         for shift in shifts:
             fds, accs = [], []
+            grid = fm.time_grid(nfe // 2, shift=shift)
             for d in range(draws):
                 g = torch.Generator().manual_seed(d)
                 x0 = torch.randn(num, *shape, generator=g)
-                grid = fm.time_grid(nfe // 2, shift=shift)
                 x = fm.sample(
                     model, x0, times=grid, method="midpoint", cond=labels, guidance=guidance
                 )
